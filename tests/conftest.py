@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +11,22 @@ from dagma import devserver
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real MLflow server (SQLite store, proxied artifacts) on 127.0.0.1."""
-    data_dir = tmp_path_factory.mktemp("mlflow-server")
-    server = devserver.start(data_dir)
-    yield server.url
+def mlflow_server_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[devserver.LocalMlflowServer]:
+    """A real MLflow server (SQLite store, proxied artifacts) on 127.0.0.1, for the session."""
+    server = devserver.start(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_process: devserver.LocalMlflowServer) -> str:
+    """URL of the session's MLflow server."""
+    return mlflow_server_process.url
+
+
+@pytest.fixture(scope="session")
+def mlflow_artifacts_dir(mlflow_server_process: devserver.LocalMlflowServer) -> Path:
+    """Where the session's MLflow server stores proxied artifacts (its --artifacts-destination)."""
+    return mlflow_server_process.data_dir / "artifacts"

@@ -24,8 +24,8 @@ class LocalMlflowServer:
     """A running (or already answering) MLflow server on 127.0.0.1."""
 
     url: str
+    data_dir: Path | None
     process: subprocess.Popen[bytes] | None
-    log_path: Path | None
 
     def stop(self) -> None:
         """Stop the server if this object started it."""
@@ -76,14 +76,14 @@ def start(data_dir: Path, port: int | None = None, timeout: float = 90.0) -> Loc
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     if is_healthy(url):
-        return LocalMlflowServer(url=url, process=None, log_path=None)
+        return LocalMlflowServer(url=url, data_dir=None, process=None)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             server_command(data_dir, port), stdout=log, stderr=subprocess.STDOUT, cwd=data_dir
         )
-    server = LocalMlflowServer(url=url, process=process, log_path=log_path)
+    server = LocalMlflowServer(url=url, data_dir=data_dir, process=process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_healthy(url):
