@@ -16,7 +16,8 @@ from playwright.sync_api import BrowserContext
 from support.browser import chromium_context
 from support.container.base_image import BaseImage, ensure_base_image
 from support.container.build import image_size
-from support.container.engine import Docker, Engine, ensure_engine
+from support.container.cli import Docker
+from support.container.engine import Engine, ensure_engine
 from support.container.loopback import LoopbackPage, serve_page
 from support.postgres import PostgresServer, start_postgres
 

@@ -13,7 +13,7 @@ from support.container.build import (
     extra_ca_file,
     host_ca_bundle,
 )
-from support.container.engine import Docker
+from support.container.cli import Docker
 from support.container.run import run_container
 
 # The pattern the project's Dockerfiles follow, in miniature: BASE_IMAGE as an

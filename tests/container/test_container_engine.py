@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from support.container.base_image import LOCAL_TAG, BaseImage
-from support.container.engine import Docker, Engine
+from support.container.cli import Docker
+from support.container.engine import Engine, ensure_engine
 from support.container.loopback import LoopbackPage
 from support.container.run import run_container, start_container
 
@@ -21,6 +22,18 @@ def test_engine_started_by_the_tests_has_no_bridge_network(docker_engine: Engine
         pytest.skip("the engine was already running: its networks are not ours to check")
     networks = docker_engine.docker.command(["network", "ls", "--format", "{{.Name}}"])
     assert "bridge" not in networks.stdout.split()
+
+
+def test_a_concurrent_session_leaving_does_not_stop_the_shared_engine(
+    docker_engine: Engine,
+) -> None:
+    if not docker_engine.started_by_tests:
+        pytest.skip("the engine was already running: the tests never stop it")
+    other_session = ensure_engine()
+    assert other_session.lease is not None
+    assert other_session.lease.pid == docker_engine.lease.pid
+    other_session.stop()
+    assert docker_engine.docker.server_version() == docker_engine.version
 
 
 def test_base_image_runs_python3(docker: Docker, base_image: BaseImage) -> None:

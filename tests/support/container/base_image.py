@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from support.container.engine import Docker
+from support.container.cli import Docker
+from support.container.engine import exclusive_lock
 from support.tools import missing, require_executable
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
@@ -234,18 +235,21 @@ def ensure_base_image(docker: Docker) -> BaseImage:
     print(f"[base image] cannot pull {PUBLIC_BASE} ({reason[0]}); using {LOCAL_TAG}", flush=True)
 
     recipe = recipe_id()
-    if _image_label(docker, LOCAL_TAG, RECIPE_LABEL) == recipe:
-        return BaseImage(LOCAL_TAG, "present locally")
-    timings: dict[str, float] = {}
-    tarball = cache_dir() / f"base-{SUITE}-{recipe}.tar"
-    source = "imported from cached rootfs"
-    if not tarball.is_file():
-        build_rootfs_tarball(tarball, timings)
-        source = "debootstrapped and imported"
-    began = time.monotonic()
-    docker.command(
-        ["import", "--change", f"LABEL {RECIPE_LABEL}={recipe}", str(tarball), LOCAL_TAG],
-        timeout=600,
-    )
-    timings["import"] = time.monotonic() - began
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # Concurrent sessions wait for one debootstrap instead of each running their own.
+    with exclusive_lock(cache_dir() / "base-image.lock", timeout=1800):
+        if _image_label(docker, LOCAL_TAG, RECIPE_LABEL) == recipe:
+            return BaseImage(LOCAL_TAG, "present locally")
+        timings: dict[str, float] = {}
+        tarball = cache_dir() / f"base-{SUITE}-{recipe}.tar"
+        source = "imported from cached rootfs"
+        if not tarball.is_file():
+            build_rootfs_tarball(tarball, timings)
+            source = "debootstrapped and imported"
+        began = time.monotonic()
+        docker.command(
+            ["import", "--change", f"LABEL {RECIPE_LABEL}={recipe}", str(tarball), LOCAL_TAG],
+            timeout=600,
+        )
+        timings["import"] = time.monotonic() - began
     return BaseImage(LOCAL_TAG, source, timings)

@@ -1,41 +1,38 @@
 """A Docker engine for the tests: the one already answering, or a ``dockerd`` the tests start.
 
-When no engine answers and we are root, the tests start ``dockerd`` as their
-own child process (log in a temp file) and stop it by its pid at session end.
-The client is chosen so that ``docker build`` uses BuildKit (the project's
-Dockerfiles may use ``RUN --mount``): Docker CLIs from 23 on need the buildx
-plugin for that, older ones (Debian bookworm's ``docker.io``, 20.10) have it
-built in. Some machines carry a newer CLI without buildx first on ``PATH``.
+When no engine answers and we are root, the session starts ``dockerd`` as its
+own child (log in a temp file) and stops it by its pid at the end. Test
+sessions may run concurrently on one machine (several checkouts, several
+people); they share that dockerd instead of racing to start it or stopping it
+under each other: every session holds a shared lock on a "users" file while
+it uses the engine, and the last one out stops it (pid in /run/dagma-tests).
+An engine the tests did not start is never stopped.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import re
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support.container.cli import DEFAULT_HOST, HOW_TO_GET_DOCKER, Docker, pick_client
 from support.tools import missing, require_executable
-
-DEFAULT_HOST = "unix:///var/run/docker.sock"
-# Where Debian's docker.io puts its CLI, when another CLI shadows it on PATH.
-FALLBACK_CLIENTS = ("/usr/bin/docker",)
-HOW_TO_GET_DOCKER = "install Debian's docker.io (apt-get install docker.io)"
 
 # Flags for the dockerd the tests start. Every container the tests run (and every
 # build) uses --network host and talks to 127.0.0.1 only, so the engine needs no
 # network of its own:
 #   --bridge=none          no docker0 bridge and no 172.17.x address to send traffic to;
 #   --iptables=false ...   leave the host's firewall and sysctls alone (by default dockerd
-#                          sets the FORWARD policy to DROP and adds NAT rules);
+#                          sets the FORWARD policy to DROP and adds NAT rules).
 # The storage driver is left to dockerd's own detection: overlay2 works on this
 # machine's ext4, and dockerd falls back to vfs by itself where overlay is missing.
 # Default data root (/var/lib/docker): images and build cache survive between runs.
@@ -47,118 +44,110 @@ DOCKERD_FLAGS = (
     "--ip-masq=false",
     "--ip-forward=false",
 )
+STATE_DIR = Path("/run/dagma-tests")
+START_LOCK = STATE_DIR / "dockerd-start.lock"  # held while checking/starting/stopping
+USERS_LOCK = STATE_DIR / "dockerd-users.lock"  # shared by every session using it
+PID_FILE = STATE_DIR / "dockerd.pid"  # "<pid>\n<log path>\n" of the test-started dockerd
 
 
-@dataclass(frozen=True)
-class Docker:
-    """A docker CLI bound to one engine; every helper runs its commands through this."""
+@contextmanager
+def exclusive_lock(path: Path, timeout: float = 300.0) -> Iterator[None]:
+    """Hold an exclusive flock on ``path``, waiting at most ``timeout`` seconds."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f} s") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
 
-    client: str
-    host: str = DEFAULT_HOST
 
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for the CLI: BuildKit on, plain progress, this engine's socket."""
-        return {
-            **os.environ,
-            "DOCKER_HOST": self.host,
-            "DOCKER_BUILDKIT": "1",
-            "BUILDKIT_PROGRESS": "plain",
-        }
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
-    def command(
-        self, args: Sequence[str], *, timeout: float = 120.0, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``docker <args>``; with ``check``, a failure raises with docker's stderr."""
-        result = subprocess.run(
-            [self.client, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(
-                f"`docker {' '.join(args)}` exited {result.returncode}:\n"
-                f"{result.stderr.strip() or result.stdout.strip()}"
-            )
-        return result
 
-    def server_version(self, timeout: float = 10.0) -> str | None:
-        """The engine's version, or None when no engine answers."""
-        try:
-            result = self.command(
-                ["version", "--format", "{{.Server.Version}}"], timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return None
-        version = result.stdout.strip()
-        return version if result.returncode == 0 and version else None
+def _recorded_dockerd() -> tuple[int, Path] | None:
+    """The pid and log of the dockerd a test session started, if it still runs."""
+    try:
+        pid_text, log_text = (PID_FILE.read_text().splitlines() + ["", ""])[:2]
+        pid = int(pid_text)
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ValueError):
+        return None
+    return (pid, Path(log_text)) if comm == "dockerd" and _alive(pid) else None
+
+
+def _terminate(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM ``pid``, SIGKILL it after ``timeout`` s; reap it if it is our child."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        if not _alive(pid):
+            break
+        os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                break
+            time.sleep(0.2)
+    if process is not None:
+        process.poll()
+
+
+@dataclass
+class Lease:
+    """This session's share of a dockerd the tests started (here or in another session)."""
+
+    users_fd: int
+    pid: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None  # set in the session that started it
+
+    def release(self, timeout: float = 30.0) -> None:
+        """Leave; as the last session out, stop the dockerd by its pid."""
+        with exclusive_lock(START_LOCK):  # nobody joins while we decide
+            try:
+                fcntl.flock(self.users_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.users_fd)  # another session still uses it: it stops it
+                return
+            try:
+                _terminate(self.pid, self.process, timeout)
+                PID_FILE.unlink(missing_ok=True)
+                self.log_path.unlink(missing_ok=True)
+            finally:
+                os.close(self.users_fd)
 
 
 @dataclass
 class Engine:
-    """The engine the tests use; ``process`` is set only when the tests started it."""
+    """The engine the tests use; ``lease`` is set when it is a dockerd the tests started."""
 
     docker: Docker
     version: str
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-    started_in: float | None = None
+    started_in: float | None = None  # seconds, when this session started dockerd
+    lease: Lease | None = None
 
     @property
     def started_by_tests(self) -> bool:
-        """Whether this session started the engine (and so will stop it)."""
-        return self.process is not None
+        """Whether the engine is a dockerd started by the tests (with DOCKERD_FLAGS)."""
+        return self.lease is not None
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the dockerd this session started, by its pid; leave any other engine alone."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
-
-
-def _client_version(client: str) -> tuple[int, ...]:
-    """``(20, 10, 24)`` from ``Docker version 20.10.24+dfsg1, build …``; () if unknown."""
-    result = subprocess.run([client, "--version"], capture_output=True, text=True, timeout=10)
-    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", result.stdout)
-    return tuple(int(part) for part in match.groups()) if match else ()
-
-
-def _builds_with_buildkit(client: str) -> bool:
-    """Whether ``DOCKER_BUILDKIT=1 <client> build`` works: buildx plugin, or a pre-23 CLI."""
-    version = _client_version(client)
-    if version and version < (23,):
-        return True
-    buildx = subprocess.run(
-        [client, "buildx", "version"], capture_output=True, text=True, timeout=10, check=False
-    )
-    return buildx.returncode == 0
-
-
-def pick_client() -> str:
-    """The first docker CLI (PATH first, then Debian's) that builds with BuildKit."""
-    on_path = shutil.which("docker")
-    candidates = [on_path] if on_path else []
-    candidates += [c for c in FALLBACK_CLIENTS if os.access(c, os.X_OK) and c != on_path]
-    if not candidates:
-        require_executable("docker", HOW_TO_GET_DOCKER)
-    for client in candidates:
-        if _builds_with_buildkit(client):
-            return client
-    missing(
-        f"a docker CLI that builds with BuildKit (tried {', '.join(candidates)})",
-        "install the docker-buildx plugin for that CLI, or " + HOW_TO_GET_DOCKER,
-    )
-    raise AssertionError("unreachable: missing() skips or fails")
+    def stop(self) -> None:
+        """Release the engine: the last session using a test-started dockerd stops it."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -166,12 +155,11 @@ def _log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def start_dockerd(docker: Docker, timeout: float = 60.0) -> Engine:
+def start_dockerd(docker: Docker, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], Path]:
     """Start dockerd in the background and wait until it answers; fail with its log if not."""
     dockerd = require_executable("dockerd", HOW_TO_GET_DOCKER)
     fd, log_name = tempfile.mkstemp(prefix="dagma-dockerd-", suffix=".log")
     log_path = Path(log_name)
-    began = time.monotonic()
     with os.fdopen(fd, "wb") as log:
         # Own session: a Ctrl-C reaches pytest, whose teardown then stops dockerd cleanly.
         process = subprocess.Popen(
@@ -181,15 +169,13 @@ def start_dockerd(docker: Docker, timeout: float = 60.0) -> Engine:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    deadline = began + timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        version = docker.server_version(timeout=5)
-        if version:
-            return Engine(docker, version, process, log_path, time.monotonic() - began)
+        if docker.server_version(timeout=5):
+            return process, log_path
         time.sleep(0.5)
     exit_code = process.poll()
-    engine = Engine(docker, "", process, None)
-    engine.stop()
+    _terminate(process.pid, process, 10.0)
     if exit_code is None:
         state = f"did not answer within {timeout:.0f} s"
     else:
@@ -201,10 +187,37 @@ def start_dockerd(docker: Docker, timeout: float = 60.0) -> Engine:
     )
 
 
+def _join_or_start(docker: Docker) -> Engine:
+    """As root on the default socket: share a test-started dockerd, or start one."""
+    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    with exclusive_lock(START_LOCK):
+        users_fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(users_fd, fcntl.LOCK_SH)
+            version = docker.server_version()
+            recorded = _recorded_dockerd()
+            if version and recorded is None:
+                os.close(users_fd)  # an engine the tests did not start: never ours to stop
+                return Engine(docker, version)
+            if version and recorded is not None:
+                return Engine(docker, version, lease=Lease(users_fd, *recorded))
+            began = time.monotonic()
+            process, log_path = start_dockerd(docker)
+            PID_FILE.write_text(f"{process.pid}\n{log_path}\n")
+            lease = Lease(users_fd, process.pid, log_path, process)
+            version = docker.server_version() or "unknown"
+            return Engine(docker, version, time.monotonic() - began, lease)
+        except BaseException:
+            os.close(users_fd)
+            raise
+
+
 def ensure_engine() -> Engine:
     """The engine at $DOCKER_HOST (default socket) if it answers; else one we start (root only)."""
     host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     docker = Docker(pick_client(), host)
+    if host == DEFAULT_HOST and os.geteuid() == 0:
+        return _join_or_start(docker)
     version = docker.server_version()
     if version:
         return Engine(docker, version)
@@ -214,10 +227,9 @@ def ensure_engine() -> Engine:
             "to let the tests start dockerd on the default socket.",
             pytrace=False,
         )
-    if os.geteuid() != 0:
-        missing(
-            "a running Docker engine",
-            "start dockerd (e.g. `sudo systemctl start docker`) or run the tests as root, "
-            "which lets them start dockerd themselves",
-        )
-    return start_dockerd(docker)
+    missing(
+        "a running Docker engine",
+        "start dockerd (e.g. `sudo systemctl start docker`) or run the tests as root, "
+        "which lets them start dockerd themselves",
+    )
+    raise AssertionError("unreachable: missing() skips or fails")

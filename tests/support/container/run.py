@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.container.engine import Docker
+from support.container.cli import Docker
 
 TEST_LABEL = "org.dagma.test=1"
 
