@@ -1,0 +1,116 @@
+"""skaffold.yaml: valid for its schema, and what it hands Helm installs dagma correctly."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+from support.dagster_chart import user_deployment
+from support.helm import ROOT
+from support.skaffold import (
+    SKAFFOLD_SCHEMA,
+    expand_templates,
+    helm_values,
+    image_env_name,
+    load_config,
+    with_profile,
+)
+from support.umbrella import effective_values, render_umbrella
+
+PROFILES = {"kind": "kind-kind", "minikube": "minikube"}
+BUILT = {  # what a build could produce: unique tags, as Skaffold gives loaded images
+    "dagma-user-code": ("dagma-user-code", "4f0c2a91e3b7"),
+    "dagma-mlflow": ("dagma-mlflow", "9d2e77b10c55"),
+}
+
+
+def _release(config: dict) -> dict:
+    [release] = config["deploy"]["helm"]["releases"]
+    return release
+
+
+def test_skaffold_yaml_is_valid_for_v4beta14() -> None:
+    config = load_config()
+    assert config["apiVersion"] == "skaffold/v4beta14"
+    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+    jsonschema.Draft7Validator(schema).validate(config)
+    for profile in PROFILES:
+        jsonschema.Draft7Validator(schema).validate(with_profile(config, profile))
+
+
+def test_schema_check_rejects_a_misspelt_key() -> None:
+    config = load_config()
+    _release(config)["valueFiles"] = ["values/kind.yaml"]
+    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(config)
+
+
+def test_both_images_are_built_from_their_dockerfiles() -> None:
+    artifacts = {a["image"]: a for a in load_config()["build"]["artifacts"]}
+    assert set(artifacts) == {"dagma-user-code", "dagma-mlflow"}
+    for name, artifact in artifacts.items():
+        dockerfile = ROOT / artifact["context"] / artifact["docker"]["dockerfile"]
+        assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+
+
+def test_every_image_template_names_a_built_artifact() -> None:
+    images = {image_env_name(a["image"]) for a in load_config()["build"]["artifacts"]}
+    templates = _release(load_config())["setValueTemplates"].values()
+    used = {m for t in templates for m in re.findall(r"\.IMAGE_(?:REPO|TAG)_(\w+)", t)}
+    assert used == images
+
+
+@pytest.mark.parametrize(("profile", "context"), PROFILES.items())
+def test_local_profiles_activate_by_kube_context_and_never_push(
+    profile: str, context: str
+) -> None:
+    config = load_config()
+    spec = next(p for p in config["profiles"] if p["name"] == profile)
+    [activation] = spec["activation"]
+    assert re.fullmatch(activation["kubeContext"], context)
+    patched = with_profile(config, profile)
+    assert patched["build"]["local"]["push"] is False
+    assert _release(patched)["valuesFiles"] == [f"values/{profile}.yaml"]
+
+
+@pytest.mark.parametrize("profile", [None, *PROFILES])
+def test_image_override_keeps_the_user_deployment_name_and_port(profile: str | None) -> None:
+    config = load_config() if profile is None else with_profile(load_config(), profile)
+    release = _release(config)
+    user_values = helm_values(release, expand_templates(release["setValueTemplates"], BUILT))
+    dagster = effective_values(user_values)["dagster"]
+    deployment = user_deployment(dagster, "dagma-user-code")
+    assert deployment["port"] == 3030
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "dagma.definitions"]
+    assert deployment["image"]["repository"] == "dagma-user-code"
+    assert deployment["image"]["tag"] == "4f0c2a91e3b7"
+    # dagma's own templates accept it (ConfigMap/Secret names still referenced).
+    mlflow = render_umbrella(user_values).one("Deployment", "dagma-mlflow")
+    [server] = mlflow["spec"]["template"]["spec"]["containers"]
+    assert server["image"] == "dagma-mlflow:9d2e77b10c55"
+
+
+def test_without_the_values_file_the_override_would_lose_the_deployment() -> None:
+    # The pitfall the valuesFiles entry avoids (helm/helm#11734): same --set, no -f.
+    release = {**_release(load_config()), "valuesFiles": []}
+    user_values = helm_values(release, expand_templates(release["setValueTemplates"], BUILT))
+    [deployment] = effective_values(user_values)["dagster"]["dagster-user-deployments"][
+        "deployments"
+    ]
+    assert "name" not in deployment and "port" not in deployment
+
+
+def test_port_forwards_match_the_services_the_charts_create() -> None:
+    forwards = {f["localPort"]: f for f in load_config()["portForward"]}
+    assert set(forwards) == {3000, 5000}
+    values = effective_values()
+    dagster_ui, mlflow_ui = forwards[3000], forwards[5000]
+    assert dagster_ui["resourceName"] == f"{_release(load_config())['name']}-dagster-webserver"
+    assert dagster_ui["port"] == values["dagster"]["dagsterWebserver"]["service"]["port"]
+    mlflow_service = render_umbrella().one("Service", mlflow_ui["resourceName"])
+    assert [p["port"] for p in mlflow_service["spec"]["ports"]] == [mlflow_ui["port"]]
+    namespace = _release(load_config())["namespace"]
+    assert dagster_ui["namespace"] == mlflow_ui["namespace"] == namespace
