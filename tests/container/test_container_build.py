@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_extra_ca_file_leaves_a_users_own_file_alone(tmp_path: Path) -> None:
 
 
 def test_build_on_base_image_pip_installs_through_the_proxy_with_the_host_ca(
-    docker: Docker, base_image: BaseImage, tmp_path: Path, measure
+    docker: Docker, base_image: BaseImage, tmp_path: Path, measure: Callable[[str, str], None]
 ) -> None:
     (tmp_path / "Dockerfile").write_text(TINY_DOCKERFILE)
     # --no-cache: a cached layer would prove nothing about reaching PyPI through the proxy.
@@ -74,12 +75,14 @@ def test_build_on_base_image_pip_installs_through_the_proxy_with_the_host_ca(
     )
     measure("tiny build (venv + pip install, no cache)", f"{built.seconds:.1f} s")
     assert not (tmp_path / EXTRA_CA_NAME).exists()
-
-    result = run_container(docker, built.tag, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["/opt/venv/bin/python", "1.17.0"]
-    leftover = run_container(docker, built.tag, ["ls", "/tmp"], timeout=60)
-    assert EXTRA_CA_NAME not in leftover.stdout
+    try:
+        result = run_container(docker, built.tag, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["/opt/venv/bin/python", "1.17.0"]
+        leftover = run_container(docker, built.tag, ["ls", "/tmp"], timeout=60)
+        assert EXTRA_CA_NAME not in leftover.stdout
+    finally:
+        docker.command(["rmi", built.tag], check=False)
 
 
 def test_failed_build_raises_with_the_failing_step_output(
