@@ -221,9 +221,13 @@ def _image_label(docker: Docker, tag: str, label: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def _has_image(docker: Docker, tag: str) -> bool:
+    return docker.command(["image", "inspect", tag], check=False).returncode == 0
+
+
 def ensure_base_image(docker: Docker) -> BaseImage:
     """The public slim base if present or pullable, else the local debootstrapped one."""
-    if _image_label(docker, PUBLIC_BASE, RECIPE_LABEL) is not None:
+    if _has_image(docker, PUBLIC_BASE):
         return BaseImage(PUBLIC_BASE, "present locally")
     try:
         pulled = docker.command(["pull", "--quiet", PUBLIC_BASE], timeout=300, check=False)
@@ -246,6 +250,9 @@ def ensure_base_image(docker: Docker) -> BaseImage:
         if not tarball.is_file():
             build_rootfs_tarball(tarball, timings)
             source = "debootstrapped and imported"
+            for outdated in cache_dir().glob(f"base-{SUITE}-*.tar"):
+                if outdated != tarball:
+                    outdated.unlink()
         began = time.monotonic()
         docker.command(
             ["import", "--change", f"LABEL {RECIPE_LABEL}={recipe}", str(tarball), LOCAL_TAG],
