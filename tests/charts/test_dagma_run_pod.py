@@ -194,6 +194,22 @@ def test_mlflow_network_policy_admits_the_run_pods(tmp_path: Path) -> None:
     assert any(_selects(p["podSelector"], labels) for p in same_namespace), (labels, peers)
 
 
+def test_mlflow_network_policy_admits_the_code_location_and_the_helm_test() -> None:
+    rendered = render_umbrella(values_files=values_paths(["production.yaml"]))
+    peers = [p for rule in rendered.one("NetworkPolicy")["spec"]["ingress"] for p in rule["from"]]
+    selectors = [p["podSelector"] for p in peers if "namespaceSelector" not in p]
+    # The user-deployments chart labels its pods with the release (selector labels).
+    code_location = {
+        "app.kubernetes.io/name": "dagster-user-deployments",
+        "app.kubernetes.io/instance": RELEASE,
+        "component": "user-deployments",
+        "deployment": USER_CODE,
+    }
+    helm_test = rendered.one("Pod", f"{RELEASE}-test-mlflow-health")["metadata"]["labels"]
+    for labels in (code_location, helm_test):
+        assert any(_selects(selector, labels) for selector in selectors), labels
+
+
 def test_mlflow_network_policy_check_is_not_vacuous() -> None:
     policy = render_umbrella(values_files=values_paths(["production.yaml"])).one("NetworkPolicy")
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
