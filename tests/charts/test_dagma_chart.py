@@ -11,7 +11,7 @@ import base64
 import helm_python
 import pytest
 from support.dagster_chart import dagster_version_in_lock
-from support.helm import CHARTS, Rendered, validate_strict
+from support.helm import CHARTS, Rendered, load_values_files, validate_strict
 from support.umbrella import (
     NAMESPACE,
     RELEASE,
@@ -246,11 +246,19 @@ def test_notes_give_both_port_forwards_and_where_to_materialize() -> None:
     assert "MLFLOW_TRACKING_PASSWORD" not in notes  # no auth, no credentials to read
 
 
-def test_lint_passes_strictly() -> None:
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_lint_passes_strictly(value_set: str) -> None:
     # With the Dagster dependency present (its values-only stand-in), as after
     # `helm dependency build`.
+    values = load_values_files(values_paths(VALUE_SETS[value_set]))
     report = helm_python.lint(
-        umbrella_dir(with_dagster_values=True), strict=True, namespace=NAMESPACE
+        umbrella_dir(with_dagster_values=True), values, strict=True, namespace=NAMESPACE
     )
     errors = [m for m in report["messages"] if m["severity"] >= 2]
     assert not errors and not report["errors"], report
+
+
+def test_kind_and_minikube_values_stay_the_same_settings() -> None:
+    # Two files because the commands differ; the settings must not drift apart.
+    kind, minikube = values_paths(["kind.yaml", "minikube.yaml"])
+    assert load_values_files([kind]) == load_values_files([minikube])
