@@ -43,6 +43,9 @@ def test_every_values_file_renders_valid_manifests(value_set: str) -> None:
     kinds = {doc["kind"] for doc in rendered.manifests}
     assert {"ConfigMap", "Secret", "Deployment", "Service"} <= kinds, kinds
     validate_strict(rendered.all())
+    # dagma's fixed names must not collide with the subchart's release-derived ones.
+    keys = [(doc["kind"], doc["metadata"]["name"]) for doc in rendered.all()]
+    assert len(keys) == len(set(keys)), sorted(keys)
 
 
 def test_dagster_dependency_is_pinned_to_the_locked_dagster_version() -> None:
