@@ -64,9 +64,7 @@ def test_every_image_template_names_a_built_artifact() -> None:
 
 
 @pytest.mark.parametrize(("profile", "context"), PROFILES.items())
-def test_local_profiles_activate_by_kube_context_and_never_push(
-    profile: str, context: str
-) -> None:
+def test_local_profiles_activate_by_kube_context_and_never_push(profile: str, context: str) -> None:
     config = load_config()
     spec = next(p for p in config["profiles"] if p["name"] == profile)
     [activation] = spec["activation"]

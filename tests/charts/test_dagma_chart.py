@@ -205,8 +205,14 @@ def test_renamed_configmap_must_be_renamed_in_the_dagster_values_too() -> None:
         {"trackign": {}},
         {"mlflow": {"service": {"port": "5000"}}},
     ],
-    ids=["switch-not-boolean", "uri-without-scheme", "bad-name", "unknown-credential", "typo-key",
-         "port-as-string"],
+    ids=[
+        "switch-not-boolean",
+        "uri-without-scheme",
+        "bad-name",
+        "unknown-credential",
+        "typo-key",
+        "port-as-string",
+    ],
 )
 def test_schema_rejects_wrong_values(values: dict) -> None:
     with pytest.raises(helm_python.HelmError):

@@ -45,10 +45,14 @@ def test_user_deployment_values_validate_against_the_official_subchart_schema(
     ("bad", "where"),
     [
         ({"runLauncher": {"type": "SomeLauncher"}}, "runLauncher.type"),
-        ({"dagsterWebserver": {"podSecurityContext": {"runAsUser": "root"}}},
-         "dagsterWebserver.podSecurityContext.runAsUser"),
-        ({"dagsterDaemon": {"securityContext": {"capabilities": {"drop": "ALL"}}}},
-         "dagsterDaemon.securityContext.capabilities.drop"),
+        (
+            {"dagsterWebserver": {"podSecurityContext": {"runAsUser": "root"}}},
+            "dagsterWebserver.podSecurityContext.runAsUser",
+        ),
+        (
+            {"dagsterDaemon": {"securityContext": {"capabilities": {"drop": "ALL"}}}},
+            "dagsterDaemon.securityContext.capabilities.drop",
+        ),
     ],
     ids=["unknown-launcher", "k8s-type-via-remote-ref", "k8s-nested-type"],
 )

@@ -142,6 +142,12 @@ def test_build_context_holds_what_the_dockerfile_copies_and_little_else() -> Non
     assert copied, "no COPY found"
     for source in copied:
         assert _in_context(source, patterns), f"{source} is excluded by .dockerignore"
-    for heavy in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "charts/dagma/Chart.yaml",
-                  "src/dagma/__pycache__/x.pyc", ".mlflow-local/mlflow.db"):
+    for heavy in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "charts/dagma/Chart.yaml",
+        "src/dagma/__pycache__/x.pyc",
+        ".mlflow-local/mlflow.db",
+    ):
         assert not _in_context(heavy, patterns), f"{heavy} would be sent to the builder"

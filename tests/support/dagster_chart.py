@@ -38,9 +38,7 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 DAGSTER_REFERENCE = REFERENCE / "dagster-chart"
 USER_DEPLOYMENTS_REFERENCE = DAGSTER_REFERENCE / "charts" / "dagster-user-deployments"
 # Where the Dagster schemas point for Kubernetes types (resolved locally below).
-YANNH_DEFINITIONS = (
-    "https://raw.githubusercontent.com/yannh/kubernetes-json-schema/master/v1.19.0/_definitions.json"
-)
+YANNH_DEFINITIONS = "https://raw.githubusercontent.com/yannh/kubernetes-json-schema/master/v1.19.0/_definitions.json"
 # The oldest Kubernetes schema kubernetes-validate ships, non-strict like yannh's.
 LOCAL_KUBERNETES_SCHEMA = "v1.25.0-local"
 
