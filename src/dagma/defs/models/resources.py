@@ -118,7 +118,7 @@ class MlflowRunRecorder(ConfigurableResource):
 
     def _remember(self, run_id: str, context: AssetExecutionContext) -> None:
         step_key = context.op_execution_context.get_step_execution_context().step.key
-        self._open_runs[run_id] = _OpenRun(run_id, context.run_id, step_key)
+        self._open_runs[run_id] = _OpenRun(run_id, context.run.run_id, step_key)
 
     def _current_run(self, run_id: str | None) -> str:
         if run_id is not None:
@@ -161,16 +161,16 @@ def _import_mlflow() -> Any:
 def run_tags(context: AssetExecutionContext, dagster_ui_url: str | None) -> dict[str, str]:
     """Tags that tie an MLflow run to the Dagster materialization that produced it."""
     tags = {
-        "dagster.run_id": context.run_id,
+        "dagster.run_id": context.run.run_id,
         "dagster.asset_key": context.asset_key.to_user_string(),
     }
     if context.has_partition_key:
         tags["dagster.partition_key"] = context.partition_key
-    origin = context.dagster_run.remote_job_origin
+    origin = context.run.remote_job_origin
     if origin is not None:
         tags["dagster.code_location"] = origin.location_name
     if dagster_ui_url:
-        tags["dagster.run_url"] = f"{dagster_ui_url}/runs/{context.run_id}"
+        tags["dagster.run_url"] = f"{dagster_ui_url}/runs/{context.run.run_id}"
     return tags
 
 
@@ -301,6 +301,13 @@ class MlflowStubResource(MlflowRunRecorder):
     def runs(self) -> dict[str, StubRun]:
         """Every run this resource recorded, by run id."""
         return self._runs
+
+    def _with_updated_values(self, values: Any) -> MlflowStubResource:
+        # Dagster executes with a fresh copy of each resource; share the record with it so
+        # the object a test passed to `materialize` shows what the asset logged.
+        copy = super()._with_updated_values(values)
+        copy._runs = self._runs
+        return copy
 
     def start_run(self, context: AssetExecutionContext) -> str:
         run_id = f"stub-{uuid.uuid4()}"

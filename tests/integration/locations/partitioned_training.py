@@ -1,0 +1,34 @@
+"""A code location for the concurrency test: one partition per process, each logging its own data.
+
+It builds its resource exactly as dagma.definitions does, from the environment.
+"""
+
+from dagster import (
+    AssetExecutionContext,
+    Definitions,
+    StaticPartitionsDefinition,
+    asset,
+    in_process_executor,
+)
+
+from dagma.definitions import tracking_resource
+from dagma.defs.models.resources import MlflowRunRecorder
+from dagma.settings import load_settings
+
+PARTITIONS = [f"p{i}" for i in range(8)]
+
+
+@asset(partitions_def=StaticPartitionsDefinition(PARTITIONS))
+def partitioned_training(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> str:
+    index = PARTITIONS.index(context.partition_key)
+    with mlflow.run(context) as run_id:
+        mlflow.log_param("partition", context.partition_key)
+        mlflow.log_metric("index", index)
+    return run_id
+
+
+defs = Definitions(
+    assets=[partitioned_training],
+    resources={"mlflow": tracking_resource(load_settings())},
+    executor=in_process_executor,
+)
