@@ -14,6 +14,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import kubernetes
 import pytest
@@ -121,9 +122,17 @@ def build_run_job(values_files: list[Path], workdir: Path) -> dict:
     return manifest
 
 
+class RunCase(NamedTuple):
+    values: dict  # the effective values of the value set
+    job: dict  # the run Job dagster-k8s builds from them
+
+
 @pytest.fixture(scope="module", params=list(VALUE_SETS))
-def run_job(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return build_run_job(values_paths(VALUE_SETS[request.param]), tmp_path_factory.mktemp("run"))
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunCase:
+    files = values_paths(VALUE_SETS[request.param])
+    return RunCase(
+        effective_values(values_files=files), build_run_job(files, tmp_path_factory.mktemp("run"))
+    )
 
 
 def _container(job: dict) -> dict:
@@ -131,38 +140,42 @@ def _container(job: dict) -> dict:
     return container
 
 
-def test_run_pod_gets_the_mlflow_configmap_and_secret(run_job: dict) -> None:
-    env_from = _container(run_job)["envFrom"]
-    assert {"configMapRef": {"name": "dagma-mlflow-env"}} in env_from
+def test_run_pod_gets_the_mlflow_configmap_and_secret(case: RunCase) -> None:
+    tracking = case.values["tracking"]
+    env_from = _container(case.job)["envFrom"]
+    config_maps = [ref["configMapRef"]["name"] for ref in env_from if "configMapRef" in ref]
     secrets = [ref["secretRef"]["name"] for ref in env_from if "secretRef" in ref]
-    assert secrets in (["dagma-mlflow-credentials"], ["dagma-mlflow-client"])
+    assert tracking["configMapName"] in config_maps
+    assert secrets == [tracking["existingSecret"] or tracking["secretName"]]
 
 
-def test_run_pod_runs_the_user_code_image_with_dagster_execute_run(run_job: dict) -> None:
-    container = _container(run_job)
-    repository, tag = container["image"].rsplit(":", 1)
-    assert repository in ("dagma-user-code", "registry.example.com/dagma/user-code")
-    assert tag == "0.1.0"
+def test_run_pod_runs_the_user_code_image_with_dagster_execute_run(case: RunCase) -> None:
+    image = user_deployment(case.values["dagster"], USER_CODE)["image"]
+    container = _container(case.job)
+    assert container["image"] == f"{image['repository']}:{image['tag']}"
     assert container["args"][:3] == ["dagster", "api", "execute_run"]
 
 
-def test_run_pod_is_in_the_release_namespace_with_its_pull_policy(run_job: dict) -> None:
-    assert run_job["metadata"]["namespace"] == NAMESPACE
-    assert _container(run_job)["imagePullPolicy"] == "IfNotPresent"
+def test_run_pod_is_in_the_release_namespace_with_its_pull_policy(case: RunCase) -> None:
+    assert case.job["metadata"]["namespace"] == NAMESPACE
+    assert _container(case.job)["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_run_pod_meets_pod_security_restricted(run_job: dict) -> None:
-    assert restricted_violations(run_job["spec"]["template"]["spec"]) == []
+def test_run_pod_meets_pod_security_restricted(case: RunCase) -> None:
+    assert restricted_violations(case.job["spec"]["template"]["spec"]) == []
 
 
-def test_run_job_is_a_valid_kubernetes_job(run_job: dict) -> None:
-    validate_strict([run_job])
+def test_run_job_is_a_valid_kubernetes_job(case: RunCase) -> None:
+    validate_strict([case.job])
 
 
-def test_run_pod_reads_the_dagster_database_password_from_the_chart_secret(run_job: dict) -> None:
-    env = {e["name"]: e for e in _container(run_job)["env"]}
-    secret = env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
-    assert secret in ("dagster-postgresql-secret", "dagster-postgresql")
+def test_run_pod_reads_the_dagster_database_password_from_the_chart_secret(case: RunCase) -> None:
+    env = {e["name"]: e for e in _container(case.job)["env"]}
+    secret = env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {
+        "name": case.values["dagster"]["global"]["postgresqlSecretName"],
+        "key": "postgresql-password",
+    }
 
 
 def _selects(selector: dict, labels: dict[str, str]) -> bool:
