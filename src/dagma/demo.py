@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from dagma import devserver
 PROJECT_ROOT = Path.cwd()
 SERVER_DIR = PROJECT_ROOT / ".mlflow-local"
 DAGSTER_HOME = PROJECT_ROOT / ".dagster-home"
+PID_FILE = SERVER_DIR / "server.pid"
 ASSET = "train_model_stub"
 
 
@@ -39,16 +41,31 @@ def ensure_server(port: int) -> str:
     SERVER_DIR.mkdir(exist_ok=True)
     log = (SERVER_DIR / "server.log").open("ab")
     # Detached: it outlives the demo so the run's UI link keeps working.
-    subprocess.Popen(
+    server = subprocess.Popen(
         devserver.server_command(SERVER_DIR, port),
         stdout=log, stderr=subprocess.STDOUT, cwd=SERVER_DIR, start_new_session=True,
     )  # fmt: skip
+    PID_FILE.write_text(str(server.pid))
     deadline = time.monotonic() + 120
     while not devserver.is_healthy(url):
         if time.monotonic() > deadline:
             sys.exit(f"MLflow server did not start; see {SERVER_DIR / 'server.log'}")
         time.sleep(0.5)
     return url
+
+
+def stop_server() -> None:
+    """Stop the server a previous demo started (its whole process group)."""
+    if not PID_FILE.exists():
+        step("no demo MLflow server recorded; nothing to stop")
+        return
+    pid = int(PID_FILE.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        step(f"stopped the demo MLflow server (pid {pid})")
+    except ProcessLookupError:
+        step(f"the demo MLflow server (pid {pid}) was not running")
+    PID_FILE.unlink()
 
 
 def materialize(url: str) -> None:
@@ -100,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--serve-only", action="store_true", help="only start the server")
+    parser.add_argument("--stop", action="store_true", help="stop the server a demo started")
     args = parser.parse_args(argv)
+    if args.stop:
+        stop_server()
+        return
     url = ensure_server(args.port)
     if args.serve_only:
         return
