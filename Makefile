@@ -7,10 +7,11 @@ export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 MLFLOW_PORT ?= 5000
 DAGSTER_PORT ?= 3000
 
-.PHONY: demo dev test lint bench sync uv
+.PHONY: demo demo-stop dev test lint bench sync uv
 
 uv:
-	@$(UV) --version >/dev/null 2>&1 || { echo "==> installing uv"; $(PYTHON) -m pip install --quiet uv; }
+	@$(UV) --version >/dev/null 2>&1 || { echo "==> installing uv"; \
+	  $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv; }
 
 sync: uv
 	@echo "==> installing dagma and its dev tools from uv.lock"
@@ -20,11 +21,15 @@ sync: uv
 demo: sync
 	@$(UV) run --frozen python -m dagma.demo --port $(MLFLOW_PORT)
 
+demo-stop: sync
+	@$(UV) run --frozen python -m dagma.demo --stop
+
 ## dagster dev plus the MLflow UI, for clicking around.
 dev: sync
-	@$(UV) run --frozen python -m dagma.demo --port $(MLFLOW_PORT) --serve-only &
+	@$(UV) run --frozen python -m dagma.demo --port $(MLFLOW_PORT) --serve-only
+	@mkdir -p .dagster-home
 	@MLFLOW_USE_TRACKING=true MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) \
-	  DAGSTER_HOME=$(CURDIR)/.dagster-home \
+	  DAGSTER_UI_URL=http://127.0.0.1:$(DAGSTER_PORT) DAGSTER_HOME=$(CURDIR)/.dagster-home \
 	  $(UV) run --frozen dagster dev -m dagma.definitions -p $(DAGSTER_PORT)
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
