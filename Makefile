@@ -34,12 +34,12 @@ dev: sync
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
 test: sync
-	@$(UV) run --frozen ruff check src tests
+	@$(UV) run --frozen ruff check src tests benchmarks
 	@$(UV) run --frozen pytest -v
 
 lint: sync
-	@$(UV) run --frozen ruff check src tests
-	@$(UV) run --frozen ruff format --check src tests
+	@$(UV) run --frozen ruff check src tests benchmarks
+	@$(UV) run --frozen ruff format --check src tests benchmarks
 
 bench: sync
 	@$(UV) run --frozen python -m benchmarks

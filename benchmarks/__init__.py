@@ -1,0 +1,1 @@
+"""`make bench`: what tracking costs, measured side by side in one run."""
