@@ -76,14 +76,55 @@ def render(
     values_files: Iterable[str | Path] = (),
     release: str = "dagma",
     namespace: str = "dagma",
+    revision: int = 1,
 ) -> Rendered:
-    """Render ``chart`` (a name under charts/ or a path) after schema validation."""
-    chart_dir = Path(chart) if Path(chart).is_absolute() else CHARTS / chart
+    """Render ``chart`` (a name under charts/ or a path) after schema validation.
+
+    ``revision`` 1 renders an install; a higher one renders the upgrade to that revision.
+    """
+    chart_dir = chart_path(chart)
     merged = merge_values(load_values_files(values_files), values or {})
     with helm_python.Chart.load(chart_dir) as loaded:
         loaded.validate_schema(merged)
-        files = loaded.render(merged, name=release, namespace=namespace, is_install=True)
+        files = loaded.render(
+            merged,
+            name=release,
+            namespace=namespace,
+            revision=revision,
+            is_install=revision == 1,
+            is_upgrade=revision > 1,
+        )
     return Rendered(files)
+
+
+def chart_path(chart: str | Path) -> Path:
+    """A chart directory: a name under charts/, or a path."""
+    return Path(chart) if Path(chart).is_absolute() else CHARTS / chart
+
+
+# helm lint severities above "info" (1): warning (2) and error (4).
+LINT_WARNING = 2
+
+
+def lint_problems(
+    chart: str | Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    kube_versions: Iterable[str] = KUBERNETES_VERSIONS,
+) -> list[str]:
+    """``helm lint --strict`` findings of warning severity or worse, for each Kubernetes version."""
+    problems = []
+    for version in kube_versions:
+        report = helm_python.lint(
+            chart_path(chart), dict(values or {}), strict=True, kube_version=f"v{version}"
+        )
+        problems += [f"{version}: {e}" for e in report.get("errors", [])]
+        problems += [
+            f"{version}: {m['path']}: {m['error']}"
+            for m in report.get("messages", [])
+            if m.get("severity", 0) >= LINT_WARNING
+        ]
+    return problems
 
 
 def validate_strict(docs: Iterable[Mapping[str, Any]]) -> None:

@@ -1,0 +1,93 @@
+"""Wait until the MLflow databases have the schema this MLflow expects. Never migrates.
+
+The server pod's init container. The migration Job (one per install/upgrade) runs
+``mlflow db upgrade``; servers start only once it has, so no replica migrates, none races
+the Job on a fresh database, and none crash-loops on "out-of-date database schema".
+
+Environment: MLFLOW_BACKEND_STORE_URI (tracking database), MLFLOW_AUTH_DATABASE_URI
+(basic-auth database, optional), SCHEMA_WAIT_TIMEOUT_SECONDS, SCHEMA_WAIT_INTERVAL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.pool import NullPool
+
+
+def expected_tracking_revision() -> str:
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def expected_auth_revision() -> str:
+    from mlflow.server.auth.db.utils import _get_alembic_config
+
+    return ScriptDirectory.from_config(_get_alembic_config("")).get_current_head()
+
+
+def current_revision(uri: str, version_table: str) -> str | None:
+    """The database's alembic revision; None while it does not exist or has no schema yet."""
+    url = sqlalchemy.engine.make_url(uri)
+    # Connecting would create an empty SQLite file; the Job creates it, we only look.
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return None
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": version_table})
+            return context.get_current_revision()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        print(f"  {url.get_backend_name()} database not reachable yet: {type(exc).__name__}")
+        return None
+    finally:
+        engine.dispose()
+
+
+def main() -> int:
+    timeout = float(os.environ.get("SCHEMA_WAIT_TIMEOUT_SECONDS", "900"))
+    interval = float(os.environ.get("SCHEMA_WAIT_INTERVAL_SECONDS", "2"))
+    # (label, URI, alembic version table, revision this MLflow expects)
+    databases = [
+        (
+            "tracking",
+            os.environ["MLFLOW_BACKEND_STORE_URI"],
+            "alembic_version",
+            expected_tracking_revision(),
+        )
+    ]
+    if auth_uri := os.environ.get("MLFLOW_AUTH_DATABASE_URI"):
+        databases.append(("auth", auth_uri, "alembic_version_auth", expected_auth_revision()))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = []
+        for label, uri, table, expected in databases:
+            found = current_revision(uri, table)
+            if found != expected:
+                pending.append(f"{label} schema is {found or 'absent'}, MLflow expects {expected}")
+        if not pending:
+            print("database schema is current; starting the server")
+            return 0
+        if time.monotonic() > deadline:
+            print(
+                f"gave up after {timeout:.0f} s: {'; '.join(pending)}. The migration Job "
+                "(<release>-mlflow-migrate-<revision>) runs `mlflow db upgrade`: see its logs "
+                "with kubectl logs job/<name>. A schema newer than MLflow expects means the "
+                "image was downgraded: restore a backup or use the newer image.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"waiting for the migration Job: {'; '.join(pending)}", flush=True)
+        time.sleep(interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

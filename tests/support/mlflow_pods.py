@@ -1,0 +1,172 @@
+"""Bring up the MLflow chart's pods as local processes, exactly as the manifests say.
+
+The order is the cluster's: the server pod's ``wait-for-schema`` init container starts
+first and must keep waiting, the migration Job's containers run to completion, the init
+containers then finish, and the server container starts. Every command, argument and
+environment variable comes from the rendered manifests (:mod:`support.container_spec`);
+the only liberties are the volume, which becomes a temporary directory, and the bind
+address, ``0.0.0.0`` → ``127.0.0.1`` (tests talk to 127.0.0.1 only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagma.devserver import is_healthy
+from support import container_spec
+from support.container_spec import Data, LocalContainer
+from support.helm import Rendered
+
+WAITING_MARKER = "waiting for the migration Job"
+BIND_LOCALLY = {"0.0.0.0": "127.0.0.1"}
+
+
+@dataclass
+class ServerPod:
+    """A server started from a rendered chart, with what was observed on the way up."""
+
+    url: str
+    volume: Path
+    server: LocalContainer
+    process: Any
+    log_path: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    waited_for_job: bool = False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        container_spec.stop(self.process)
+
+    def memory_bytes(self) -> int:
+        """Proportional set size of the server's processes (the workers share pages)."""
+        return session_pss_bytes(self.process.pid)
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Processes of a session (Linux /proc): a started container and everything it forked."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the parenthesised command: state, ppid, pgrp, session, ...
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session_id:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return pids
+
+
+def session_pss_bytes(session_id: int) -> int:
+    """Sum of proportional set sizes over the processes of a session (Linux /proc)."""
+    total = 0
+    for pid in session_pids(session_id):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def _pod_volumes(doc: Mapping[str, Any], volume: Path) -> dict[str, Path]:
+    """Every PersistentVolumeClaim volume of the pod → the directory standing in for it."""
+    spec = container_spec.pod_spec(doc)
+    return {v["name"]: volume for v in spec.get("volumes", []) if "persistentVolumeClaim" in v}
+
+
+def _run(local: LocalContainer, what: str, timeout: float) -> None:
+    result = local.run(timeout=timeout)
+    assert result.returncode == 0, (
+        f"{what} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+
+
+def _wait_for(predicate: Any, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}:\n{tail}")
+        time.sleep(0.3)
+
+
+def localizer(rendered: Rendered, tmp: Path, volume: Path, secrets: Data) -> Any:
+    """A function localizing any container of ``rendered`` with this release's data."""
+    chart_secrets, config_maps = container_spec.object_data(rendered.manifests)
+    all_secrets = {**chart_secrets, **secrets}
+
+    def localize(doc: Mapping[str, Any], name: str, **kwargs: Any) -> LocalContainer:
+        return container_spec.localize(
+            container_spec.container(doc, name),
+            container_spec.pod_spec(doc),
+            scratch=tmp / f"{doc['kind'].lower()}-{doc['metadata']['name']}",
+            volumes=_pod_volumes(doc, volume),
+            secrets=all_secrets,
+            config_maps=config_maps,
+            **kwargs,
+        )
+
+    return localize
+
+
+def start(
+    rendered: Rendered, tmp: Path, *, secrets: Data = container_spec.EMPTY, timeout: float = 300
+) -> ServerPod:
+    """Run the migration Job and the server pod of ``rendered`` with ``tmp/volume`` as volume."""
+    volume = tmp / "volume"
+    volume.mkdir(parents=True)
+    localize = localizer(rendered, tmp, volume, secrets)
+    deployment, job = rendered.one("Deployment"), rendered.one("Job")
+    spec = container_spec.pod_spec(deployment)
+    timings: dict[str, float] = {}
+
+    # 1. The server pod comes first and must wait: the schema does not exist yet.
+    init_names = [c["name"] for c in spec.get("initContainers", [])]
+    wait = localize(deployment, init_names[0])
+    wait_log = tmp / f"{wait.name}.log"
+    with wait_log.open("w") as log:
+        waiting = wait.popen(log)
+    try:
+        _wait_for(lambda: WAITING_MARKER in wait_log.read_text(), 120, "the schema wait", wait_log)
+        waited_for_job = waiting.poll() is None
+
+        # 2. The migration Job: its containers in order, each to completion.
+        started = time.monotonic()
+        for step in container_spec.containers(job):
+            _run(localize(job, step["name"]), f"Job container {step['name']}", timeout)
+        timings["migration_job_s"] = time.monotonic() - started
+
+        # 3. Now the wait ends by itself.
+        _wait_for(lambda: waiting.poll() is not None, 60, "the schema wait to end", wait_log)
+    finally:
+        container_spec.stop(waiting)
+    assert waiting.returncode == 0, wait_log.read_text()
+    for name in init_names[1:]:
+        _run(localize(deployment, name), f"init container {name}", timeout)
+
+    # 4. The server, from the main container.
+    main = spec["containers"][0]
+    server = localize(deployment, main["name"], replace=BIND_LOCALLY)
+    port = main["ports"][0]["containerPort"]
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp / "server.log"
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        process = server.popen(log)
+    pod = ServerPod(url, volume, server, process, log_path, timings, waited_for_job)
+    try:
+        _wait_for(
+            lambda: is_healthy(url) or process.poll() is not None, timeout, "/health", log_path
+        )
+        assert process.poll() is None, f"server exited {process.returncode}:\n{pod.log()[-3000:]}"
+    except BaseException:
+        pod.stop()
+        raise
+    timings["server_start_s"] = time.monotonic() - started
+    return pod
