@@ -117,7 +117,7 @@ class MlflowRunRecorder(ConfigurableResource):
     # -- shared bookkeeping -------------------------------------------------
 
     def _remember(self, run_id: str, context: AssetExecutionContext) -> None:
-        step_key = context.op_execution_context.get_step_execution_context().step.key
+        step_key = context.get_step_execution_context().step.key
         self._open_runs[run_id] = _OpenRun(run_id, context.run.run_id, step_key)
 
     def _current_run(self, run_id: str | None) -> str:
