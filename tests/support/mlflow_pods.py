@@ -96,8 +96,18 @@ def _wait_for(predicate: Any, timeout: float, what: str, log: Path) -> None:
         time.sleep(0.3)
 
 
-def localizer(rendered: Rendered, tmp: Path, volume: Path, secrets: Data) -> Any:
-    """A function localizing any container of ``rendered`` with this release's data."""
+def localizer(
+    rendered: Rendered,
+    tmp: Path,
+    volume: Path,
+    secrets: Data,
+    host_env: Mapping[str, str] | None = None,
+) -> Any:
+    """A function localizing any container of ``rendered`` with this release's data.
+
+    ``host_env`` stands in for the image (default: this interpreter's environment first
+    on PATH); pass another virtualenv's PATH to run the pods on its packages.
+    """
     chart_secrets, config_maps = container_spec.object_data(rendered.manifests)
     all_secrets = {**chart_secrets, **secrets}
 
@@ -109,6 +119,7 @@ def localizer(rendered: Rendered, tmp: Path, volume: Path, secrets: Data) -> Any
             volumes=_pod_volumes(doc, volume),
             secrets=all_secrets,
             config_maps=config_maps,
+            host_env=host_env,
             **kwargs,
         )
 
@@ -116,12 +127,17 @@ def localizer(rendered: Rendered, tmp: Path, volume: Path, secrets: Data) -> Any
 
 
 def start(
-    rendered: Rendered, tmp: Path, *, secrets: Data = container_spec.EMPTY, timeout: float = 300
+    rendered: Rendered,
+    tmp: Path,
+    *,
+    secrets: Data = container_spec.EMPTY,
+    host_env: Mapping[str, str] | None = None,
+    timeout: float = 300,
 ) -> ServerPod:
     """Run the migration Job and the server pod of ``rendered`` with ``tmp/volume`` as volume."""
     volume = tmp / "volume"
     volume.mkdir(parents=True)
-    localize = localizer(rendered, tmp, volume, secrets)
+    localize = localizer(rendered, tmp, volume, secrets, host_env)
     deployment, job = rendered.one("Deployment"), rendered.one("Job")
     spec = container_spec.pod_spec(deployment)
     timings: dict[str, float] = {}
