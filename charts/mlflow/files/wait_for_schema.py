@@ -21,6 +21,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.pool import NullPool
 
 
+class DriverMissing(Exception):
+    """The URI names a database driver the image lacks: waiting cannot help."""
+
+
 def expected_tracking_revision() -> str:
     from mlflow.store.db.utils import _get_latest_schema_revision
 
@@ -39,7 +43,14 @@ def current_revision(uri: str, version_table: str) -> str | None:
     # Connecting would create an empty SQLite file; the Job creates it, we only look.
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         return None
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
+        raise DriverMissing(
+            f"no database driver for {url.drivername}:// ({exc}). This image has psycopg2: "
+            "write the PostgreSQL URI as postgresql+psycopg2://... (SQLAlchemy 2.1 maps a bare "
+            "postgresql:// to psycopg 3)."
+        ) from exc
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": version_table})
@@ -70,7 +81,11 @@ def main() -> int:
     while True:
         pending = []
         for label, uri, table, expected in databases:
-            found = current_revision(uri, table)
+            try:
+                found = current_revision(uri, table)
+            except DriverMissing as exc:
+                print(f"{label} database: {exc}", file=sys.stderr)
+                return 2
             if found != expected:
                 pending.append(f"{label} schema is {found or 'absent'}, MLflow expects {expected}")
         if not pending:

@@ -1,0 +1,154 @@
+"""With an external PostgreSQL (URI from an existing Secret) the rendered pods run and migrate once.
+
+One release per module against a real PostgreSQL server (support.postgres): the Secret's URI
+reaches the migration Job, the schema wait and the server only by secretKeyRef; basic auth is
+on too, so its tables share the database. An upgrade (revision 2) migrates again, harmlessly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from support import container_spec, mlflow_pods
+from support.helm import Rendered, render
+from support.postgres import PostgresServer, start_postgres
+
+from dagma.devserver import free_port, is_healthy
+
+VALUES = {
+    "backendStore": {"type": "postgresql", "postgresql": {"existingSecret": "mlflow-db"}},
+    "auth": {"enabled": True, "existingSecret": "mlflow-admin"},
+}
+ADMIN = {"username": "dagma-admin", "password": secrets.token_urlsafe(24)}
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres(database="mlflow", user="mlflow")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def credentials(postgres: PostgresServer) -> dict[str, dict[str, str]]:
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the image has psycopg2.
+    uri = postgres.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return {"mlflow-db": {"uri": uri}, "mlflow-admin": ADMIN}
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def rendered(port: int) -> Rendered:
+    return render("mlflow", {**VALUES, "server": {"port": port}})
+
+
+@pytest.fixture(scope="module")
+def pod(
+    rendered: Rendered,
+    credentials: dict[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[mlflow_pods.ServerPod]:
+    started = mlflow_pods.start(
+        rendered, tmp_path_factory.mktemp("mlflow-postgres-release"), secrets=credentials
+    )
+    print(f"startup figures: {started.timings}")  # shown with -s
+    yield started
+    started.stop()
+
+
+def _revision(postgres: PostgresServer, table: str) -> str:
+    with closing(postgres.connect()) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT version_num FROM {table}")
+        [(revision,)] = cursor.fetchall()
+    return revision
+
+
+def test_the_uri_reaches_every_container_only_by_secret_reference(rendered: Rendered):
+    for doc in (rendered.one("Deployment"), rendered.one("Job")):
+        for spec in container_spec.containers(doc):
+            for item in spec.get("env", []):
+                if item["name"] in {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_DATABASE_URI"}:
+                    assert item["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
+
+
+def test_migration_job_put_tracking_and_auth_schemas_in_postgresql(
+    pod: mlflow_pods.ServerPod, postgres: PostgresServer
+):
+    assert pod.waited_for_job
+    assert _revision(postgres, "alembic_version")
+    assert _revision(postgres, "alembic_version_auth")
+
+
+def test_helm_test_pod_passes_and_its_run_is_in_postgresql(
+    pod: mlflow_pods.ServerPod,
+    rendered: Rendered,
+    credentials: dict[str, dict[str, str]],
+    postgres: PostgresServer,
+    tmp_path: Path,
+):
+    test_pod = rendered.tests[0]
+    local = mlflow_pods.localizer(rendered, tmp_path, pod.volume, credentials)(
+        test_pod, test_pod["spec"]["containers"][0]["name"]
+    )
+    local = replace(local, env={**local.env, "MLFLOW_TRACKING_URI": pod.url})  # the Service
+    result = local.run(timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
+    with closing(postgres.connect()) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT status FROM runs WHERE run_uuid = %s", (run_id,))
+        assert cursor.fetchall() == [("FINISHED",)]
+        cursor.execute("SELECT username FROM users WHERE is_admin")
+        assert cursor.fetchall() == [(ADMIN["username"],)]
+
+
+def test_upgrade_migrates_again_harmlessly_and_new_pods_start_at_once(
+    pod: mlflow_pods.ServerPod,
+    port: int,
+    credentials: dict[str, dict[str, str]],
+    postgres: PostgresServer,
+    tmp_path: Path,
+):
+    before = _revision(postgres, "alembic_version")
+    upgrade = render("mlflow", {**VALUES, "server": {"port": port}}, revision=2)
+    job = upgrade.one("Job")
+    assert job["metadata"]["name"].endswith("-migrate-2")
+    localize = mlflow_pods.localizer(upgrade, tmp_path, pod.volume, credentials)
+    for step in container_spec.containers(job):
+        result = localize(job, step["name"]).run(timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert _revision(postgres, "alembic_version") == before
+    assert is_healthy(pod.url), "the running server suffered from the second migration"
+
+    started = time.monotonic()
+    wait = localize(upgrade.one("Deployment"), "wait-for-schema").run(timeout=120)
+    assert wait.returncode == 0, wait.stdout + wait.stderr
+    assert mlflow_pods.WAITING_MARKER not in wait.stdout
+    print(f"schema check on a current database: {time.monotonic() - started:.1f} s")
+
+
+def test_a_uri_for_a_driver_the_image_lacks_fails_at_once_with_the_fix(
+    rendered: Rendered, tmp_path: Path
+):
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg 3 is installed here, unlike in the image")
+    bare = {
+        "mlflow-db": {"uri": "postgresql://mlflow:pw@127.0.0.1:9/mlflow"},
+        "mlflow-admin": ADMIN,
+    }
+    localize = mlflow_pods.localizer(rendered, tmp_path, tmp_path / "volume", bare)
+    result = localize(rendered.one("Deployment"), "wait-for-schema").run(timeout=120)
+    assert result.returncode == 2
+    assert "postgresql+psycopg2://" in result.stderr
+    assert "pw@" not in result.stdout + result.stderr, "the password was printed"
