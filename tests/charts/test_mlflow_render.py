@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 from support import container_spec
-from support.helm import Rendered, lint_problems, render, validate_strict
+from support.helm import CHARTS, Rendered, lint_problems, render, validate_strict
 from support.mlflow_options import EXTERNAL, INGRESS, OPTIONS, POSTGRESQL, S3
 
 OPTION_IDS = list(OPTIONS)
@@ -239,3 +241,21 @@ def test_ingress_routes_its_hosts_to_the_service():
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "mlflow", "port": {"name": "http"}}
     assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_packaged_chart_carries_every_script_its_pods_run(tmp_path: Path):
+    # charts/dagma consumes the chart packaged (helm dependency build): files/ must travel.
+    archive = helm_python.package(CHARTS / "mlflow", destination=tmp_path)
+    with helm_python.Chart.load(archive) as chart:
+        files = chart.render(OPTIONS["auth"], name="dagma", namespace="dagma", is_install=True)
+    rendered = Rendered(files)
+    scripts = rendered.one("ConfigMap")["data"]
+    assert set(scripts) == {p.name for p in (CHARTS / "mlflow" / "files").glob("*.py")}
+    run = {
+        arg.rsplit("/", 1)[-1]
+        for doc in (rendered.one("Deployment"), rendered.one("Job"), *rendered.tests)
+        for spec in container_spec.containers(doc)
+        for arg in spec["command"]
+        if arg.startswith("/opt/mlflow-chart/")
+    }
+    assert run == set(scripts)
