@@ -8,7 +8,6 @@ on); the Secret's data is handed to the pods the way the kubelet would hand it o
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import secrets
 import sqlite3
@@ -23,7 +22,6 @@ import pytest
 import yaml
 from support import mlflow_pods
 from support.helm import Rendered, render
-from support.tools import missing
 
 from dagma.devserver import free_port
 
@@ -35,8 +33,7 @@ CREDENTIALS = {ADMIN_SECRET: {"username": USERNAME, "password": PASSWORD}}
 
 @pytest.fixture(scope="module", autouse=True)
 def _basic_auth_installed() -> None:
-    if importlib.util.find_spec("flask_wtf") is None:
-        missing("Flask-WTF (MLflow's basic-auth app)", "install mlflow[auth] in the dev group")
+    mlflow_pods.require_basic_auth()
 
 
 @pytest.fixture(scope="module")

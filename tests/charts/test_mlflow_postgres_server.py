@@ -30,6 +30,11 @@ VALUES = {
 ADMIN = {"username": "dagma-admin", "password": secrets.token_urlsafe(24)}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _basic_auth_installed() -> None:
+    mlflow_pods.require_basic_auth()
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     server = start_postgres(database="mlflow", user="mlflow")

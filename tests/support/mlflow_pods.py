@@ -10,6 +10,7 @@ address, ``0.0.0.0`` → ``127.0.0.1`` (tests talk to 127.0.0.1 only).
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from dagma.devserver import is_healthy
 from support import container_spec
 from support.container_spec import Data, LocalContainer
 from support.helm import Rendered
+from support.tools import missing
 
 WAITING_MARKER = "waiting for the migration Job"
 BIND_LOCALLY = {"0.0.0.0": "127.0.0.1"}
@@ -46,6 +48,12 @@ class ServerPod:
     def memory_bytes(self) -> int:
         """Proportional set size of the server's processes (the workers share pages)."""
         return session_pss_bytes(self.process.pid)
+
+
+def require_basic_auth() -> None:
+    """Skip (locally) or fail (in CI) when MLflow's basic-auth app cannot run here."""
+    if importlib.util.find_spec("flask_wtf") is None:
+        missing("Flask-WTF (MLflow's basic-auth app)", "install mlflow[auth] in the dev group")
 
 
 def session_pids(session_id: int) -> list[int]:
@@ -149,8 +157,16 @@ def start(
     with wait_log.open("w") as log:
         waiting = wait.popen(log)
     try:
-        _wait_for(lambda: WAITING_MARKER in wait_log.read_text(), 120, "the schema wait", wait_log)
+        _wait_for(
+            lambda: WAITING_MARKER in wait_log.read_text() or waiting.poll() is not None,
+            120,
+            "the schema wait",
+            wait_log,
+        )
         waited_for_job = waiting.poll() is None
+        assert waited_for_job or waiting.returncode == 0, (
+            f"wait-for-schema exited {waiting.returncode}:\n{wait_log.read_text()[-3000:]}"
+        )
 
         # 2. The migration Job: its containers in order, each to completion.
         started = time.monotonic()
