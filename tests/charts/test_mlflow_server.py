@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -202,3 +203,18 @@ def _quantity_bytes(quantity: str) -> int:
         if quantity.endswith(suffix):
             return int(float(quantity.removesuffix(suffix)) * factor)
     return int(quantity)
+
+
+def test_a_schema_newer_than_the_image_stops_the_wait_at_once(
+    pod: mlflow_pods.ServerPod, rendered: Rendered, tmp_path: Path
+):
+    # A downgraded image would wait forever for a schema it cannot have: it must say so.
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    shutil.copy(pod.volume / "mlflow.db", volume / "mlflow.db")
+    with sqlite3.connect(volume / "mlflow.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
+    localize = mlflow_pods.localizer(rendered, tmp_path, volume, {})
+    result = localize(rendered.one("Deployment"), "wait-for-schema").run(timeout=120)
+    assert result.returncode == 3
+    assert "f00dfacef00d, newer than this MLflow knows" in result.stderr

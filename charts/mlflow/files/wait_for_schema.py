@@ -26,17 +26,17 @@ class DriverMissing(Exception):
     """The URI names a database driver the image lacks: waiting cannot help."""
 
 
-def expected_tracking_revision() -> str:
-    from mlflow.store.db.utils import _get_latest_schema_revision
+def tracking_migrations() -> ScriptDirectory:
+    from mlflow.store.db.utils import _get_alembic_config
 
-    return _get_latest_schema_revision()
+    return ScriptDirectory.from_config(_get_alembic_config(""))
 
 
-def expected_auth_revision() -> str:
+def auth_migrations() -> ScriptDirectory:
     # Read the auth migrations directly: importing mlflow.server.auth builds the whole app.
     spec = importlib.util.find_spec("mlflow.server.auth")
     assert spec is not None and spec.origin is not None, "MLflow without its auth app"
-    return ScriptDirectory(str(Path(spec.origin).parent / "db" / "migrations")).get_current_head()
+    return ScriptDirectory(str(Path(spec.origin).parent / "db" / "migrations"))
 
 
 def current_revision(uri: str, version_table: str) -> str | None:
@@ -67,27 +67,36 @@ def current_revision(uri: str, version_table: str) -> str | None:
 def main() -> int:
     timeout = float(os.environ.get("SCHEMA_WAIT_TIMEOUT_SECONDS", "900"))
     interval = float(os.environ.get("SCHEMA_WAIT_INTERVAL_SECONDS", "2"))
-    # (label, URI, alembic version table, revision this MLflow expects)
+    # (label, URI, alembic version table, this MLflow's migrations)
     databases = [
         (
             "tracking",
             os.environ["MLFLOW_BACKEND_STORE_URI"],
             "alembic_version",
-            expected_tracking_revision(),
+            tracking_migrations(),
         )
     ]
     if auth_uri := os.environ.get("MLFLOW_AUTH_DATABASE_URI"):
-        databases.append(("auth", auth_uri, "alembic_version_auth", expected_auth_revision()))
+        databases.append(("auth", auth_uri, "alembic_version_auth", auth_migrations()))
 
     deadline = time.monotonic() + timeout
     while True:
         pending = []
-        for label, uri, table, expected in databases:
+        for label, uri, table, migrations in databases:
+            expected = migrations.get_current_head()
             try:
                 found = current_revision(uri, table)
             except DriverMissing as exc:
                 print(f"{label} database: {exc}", file=sys.stderr)
                 return 2
+            if found is not None and found not in {r.revision for r in migrations.walk_revisions()}:
+                print(
+                    f"{label} schema is {found}, newer than this MLflow knows (it expects "
+                    f"{expected}): the image was downgraded. Use the newer image, or restore the "
+                    "database backup taken before the upgrade.",
+                    file=sys.stderr,
+                )
+                return 3
             if found != expected:
                 pending.append(f"{label} schema is {found or 'absent'}, MLflow expects {expected}")
         if not pending:
@@ -97,8 +106,7 @@ def main() -> int:
             print(
                 f"gave up after {timeout:.0f} s: {'; '.join(pending)}. The migration Job "
                 "(<release>-mlflow-migrate-<revision>) runs `mlflow db upgrade`: see its logs "
-                "with kubectl logs job/<name>. A schema newer than MLflow expects means the "
-                "image was downgraded: restore a backup or use the newer image.",
+                "with kubectl logs job/<name>.",
                 file=sys.stderr,
             )
             return 1
