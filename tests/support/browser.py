@@ -8,14 +8,21 @@ keep Chromium from reaching anything but the pages the tests open.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 
 from support.tools import missing
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_IMAGES = ROOT / "docs" / "images"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -55,3 +62,37 @@ def chromium_context(timeout_ms: float = 30_000) -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
+
+
+def keep_to_loopback(context: BrowserContext) -> list[str]:
+    """Abort every request the pages make beyond loopback; return the list of those URLs.
+
+    The UIs under test may reference outside resources (fonts, telemetry); the
+    tests talk to 127.0.0.1 only, whatever a page asks for.
+    """
+    blocked: list[str] = []
+
+    def route(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in LOOPBACK_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", route)
+    return blocked
+
+
+def save_screenshot(page: Page, name: str, *, docs: bool = False) -> Path:
+    """Save ``page`` as test-artifacts/screenshots/``name``.png and return that path.
+
+    A ``docs`` screenshot is one the README shows: with ``DAGMA_UPDATE_SCREENSHOTS=1``
+    it is also written to docs/images/``name``.png.
+    """
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    image = page.screenshot(path=path)
+    if docs and os.environ.get("DAGMA_UPDATE_SCREENSHOTS", "").strip() == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        (DOCS_IMAGES / f"{name}.png").write_bytes(image)
+    return path
