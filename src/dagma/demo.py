@@ -62,9 +62,14 @@ def stop_server() -> None:
     pid = int(PID_FILE.read_text())
     try:
         os.killpg(pid, signal.SIGTERM)
-        step(f"stopped the demo MLflow server (pid {pid})")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # wait until the whole group has exited
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
-        step(f"the demo MLflow server (pid {pid}) was not running")
+        pass
+    step(f"stopped the demo MLflow server (pid {pid})")
     PID_FILE.unlink()
 
 
