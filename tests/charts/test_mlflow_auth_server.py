@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import mlflow_pods
+from support import container_spec, mlflow_pods
 from support.helm import Rendered, render
 
 from dagma.devserver import free_port
@@ -66,7 +66,7 @@ def _status(url: str, username: str | None = None, password: str | None = None) 
         headers["Authorization"] = f"Basic {token}"
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with mlflow_pods.DIRECT.open(request, timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -119,7 +119,7 @@ def test_admin_password_appears_in_no_manifest_argv_file_or_log(
     manifests = yaml.safe_dump_all(rendered.all()) + rendered.notes
     argv = [
         Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        for pid in mlflow_pods.session_pids(pod.process.pid)
+        for pid in container_spec.process_tree(pod.process.pid)
     ]
     files = [p.read_text(errors="replace") for p in pod.volume.parent.rglob("*.ini")]
     files += [p.read_text(errors="replace") for p in pod.volume.parent.rglob("*.log")]

@@ -21,7 +21,7 @@ from support import container_spec, mlflow_pods
 from support.helm import Rendered, render
 from support.postgres import PostgresServer, start_postgres
 
-from dagma.devserver import free_port, is_healthy
+from dagma.devserver import free_port
 
 VALUES = {
     "backendStore": {"type": "postgresql", "postgresql": {"existingSecret": "mlflow-db"}},
@@ -134,7 +134,7 @@ def test_upgrade_migrates_again_harmlessly_and_new_pods_start_at_once(
         result = localize(job, step["name"]).run(timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
     assert _revision(postgres, "alembic_version") == before
-    assert is_healthy(pod.url), "the running server suffered from the second migration"
+    assert mlflow_pods.is_healthy(pod.url), "the running server suffered from the second migration"
 
     started = time.monotonic()
     wait = localize(upgrade.one("Deployment"), "wait-for-schema").run(timeout=120)

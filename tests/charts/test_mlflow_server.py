@@ -31,6 +31,9 @@ CLIENT_ENV = {
     # A dead server fails the test at once instead of after minutes of retries.
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    # Straight to 127.0.0.1, even where a proxy is configured.
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
 }
 
 # A separate client process: it writes a file in its own working directory and logs it.
@@ -72,7 +75,7 @@ def _arg(argv: list[str], flag: str) -> str:
 def _get(url: str, host: str | None = None) -> int:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with mlflow_pods.DIRECT.open(request, timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -139,12 +142,12 @@ def test_artifact_from_another_process_and_directory_lands_on_the_volume_and_dow
 
     relative = logged["artifact_uri"].removeprefix("mlflow-artifacts:/")
     download = f"{pod.url}/api/2.0/mlflow-artifacts/artifacts/{relative}/model/model.bin"
-    with urllib.request.urlopen(download, timeout=30) as response:
+    with mlflow_pods.DIRECT.open(download, timeout=30) as response:
         assert response.read() == payload
 
 
 def test_server_hands_out_proxied_artifact_locations_only(pod: mlflow_pods.ServerPod):
-    with urllib.request.urlopen(
+    with mlflow_pods.DIRECT.open(
         f"{pod.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default", timeout=30
     ) as response:
         location = json.load(response)["experiment"]["artifact_location"]

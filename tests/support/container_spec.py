@@ -55,15 +55,12 @@ class LocalContainer:
     mounts: dict[str, Path]
 
     def popen(self, log: TextIO) -> subprocess.Popen[str]:
-        """Start the process in its own session, stdout and stderr going to ``log``."""
+        """Start the process, stdout and stderr going to ``log``.
+
+        It stays in the caller's process group, so interrupting the test run stops it too.
+        """
         return subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=self.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # so stop() reaches the workers it forks
+            self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True
         )
 
     def run(self, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -73,18 +70,38 @@ class LocalContainer:
         )
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc (Linux; just ``pid`` elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the parenthesised command: state, ppid, ...
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
 def stop(process: subprocess.Popen[str], grace: float = 20.0) -> None:
-    """SIGTERM the session ``popen`` started (like a pod's termination), SIGKILL after ``grace``."""
+    """SIGTERM the process (like a pod's termination); SIGKILL its whole tree after ``grace``."""
     if process.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+    tree = process_tree(process.pid)
+    process.terminate()
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
         process.wait()
+    for pid in tree[1:]:  # workers a clean shutdown should have ended already
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def pod_spec(doc: Mapping[str, Any]) -> dict[str, Any]:

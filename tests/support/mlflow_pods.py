@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagma.devserver import is_healthy
 from support import container_spec
 from support.container_spec import Data, LocalContainer
 from support.helm import Rendered
 from support.tools import missing
 
 WAITING_MARKER = "waiting for the migration Job"
+# urllib without proxies: the servers are on 127.0.0.1, whatever proxy the environment sets.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 BIND_LOCALLY = {"0.0.0.0": "127.0.0.1"}
 
 
@@ -47,7 +50,16 @@ class ServerPod:
 
     def memory_bytes(self) -> int:
         """Proportional set size of the server's processes (the workers share pages)."""
-        return session_pss_bytes(self.process.pid)
+        return tree_pss_bytes(self.process.pid)
+
+
+def is_healthy(url: str) -> bool:
+    """Whether the MLflow server at ``url`` answers ``/health``."""
+    try:
+        with DIRECT.open(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def require_basic_auth() -> None:
@@ -56,25 +68,12 @@ def require_basic_auth() -> None:
         missing("Flask-WTF (MLflow's basic-auth app)", "install mlflow[auth] in the dev group")
 
 
-def session_pids(session_id: int) -> list[int]:
-    """Processes of a session (Linux /proc): a started container and everything it forked."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # Fields after the parenthesised command: state, ppid, pgrp, session, ...
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session_id:
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-    return pids
-
-
-def session_pss_bytes(session_id: int) -> int:
-    """Sum of proportional set sizes over the processes of a session (Linux /proc)."""
+def tree_pss_bytes(pid: int) -> int:
+    """Sum of proportional set sizes over a process and its descendants (Linux /proc)."""
     total = 0
-    for pid in session_pids(session_id):
+    for member in container_spec.process_tree(pid):
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1]) * 1024
         except OSError:
