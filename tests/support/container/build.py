@@ -172,3 +172,8 @@ def image_size(docker: Docker, tag: str) -> int:
     """The size of local image ``tag`` in bytes, as ``docker images`` reports it."""
     result = docker.command(["image", "inspect", "--format", "{{.Size}}", tag])
     return int(result.stdout.strip())
+
+
+def megabytes(size: int) -> str:
+    """A byte count as the MB figure ``docker images`` shows."""
+    return f"{size / 1e6:.0f} MB"

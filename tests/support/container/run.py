@@ -4,7 +4,8 @@ The engine the tests start has no bridge network at all; host networking is
 also how a container reaches a server another container or the host runs on
 127.0.0.1, without any 172.x address involved. Environment values travel in
 the docker CLI's own environment (``--env NAME``), not on its command line.
-Every container is labelled ``org.dagma.test`` and removed when done.
+Every container is labelled ``org.dagma.test`` and removed when done. ``options`` passes
+further ``docker run`` flags (security options, ``--add-host``...) through unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def _run_command(
     workdir: str | None,
     entrypoint: str | None,
     detach: bool,
+    options: Sequence[str] = (),
 ) -> list[str]:
     args = [docker.client, "run", "--network", "host", "--name", name, "--label", TEST_LABEL]
     args.append("--detach" if detach else "--rm")
@@ -44,7 +46,7 @@ def _run_command(
         args += ["--workdir", workdir]
     if entrypoint is not None:
         args += ["--entrypoint", entrypoint]
-    return [*args, image, *command]
+    return [*args, *options, image, *command]
 
 
 def _name(prefix: str) -> str:
@@ -62,6 +64,7 @@ def run_container(
     workdir: str | None = None,
     entrypoint: str | None = None,
     timeout: float = 300.0,
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` in a fresh container to completion; its output and exit code.
 
@@ -70,7 +73,7 @@ def run_container(
     """
     name = _name("run")
     args = _run_command(
-        docker, image, command, name, env, volumes, user, workdir, entrypoint, detach=False
+        docker, image, command, name, env, volumes, user, workdir, entrypoint, False, options
     )
     try:
         return subprocess.run(
@@ -109,6 +112,25 @@ class Container:
         """Remove the container (killing it if it still runs)."""
         self.docker.command(["rm", "--force", self.name], check=False, timeout=60)
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the main process to end (at most ``timeout`` s); its exit code.
+
+        Raises ``TimeoutExpired`` when it still runs after ``timeout`` seconds.
+        """
+        result = self.docker.command(["wait", self.name], timeout=timeout)
+        return int(result.stdout.strip())
+
+    def exec(
+        self, command: Sequence[str], timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` inside the running container (like a kubelet exec probe)."""
+        return self.docker.command(["exec", self.name, *command], timeout=timeout, check=False)
+
+    def changed_paths(self) -> list[str]:
+        """Paths added, changed or deleted in the container's own filesystem (``docker diff``)."""
+        result = self.docker.command(["diff", self.name])
+        return [line.split(maxsplit=1)[1] for line in result.stdout.splitlines() if line.strip()]
+
 
 def start_container(
     docker: Docker,
@@ -120,11 +142,16 @@ def start_container(
     user: str | None = None,
     workdir: str | None = None,
     entrypoint: str | None = None,
+    options: Sequence[str] = (),
 ) -> Container:
-    """Start ``command`` in a background container on the host network."""
+    """Start ``command`` in a background container on the host network.
+
+    The container stays after its main process ends (for its logs, exit code and
+    ``docker diff``) until :meth:`Container.stop` removes it.
+    """
     name = _name("server")
     args = _run_command(
-        docker, image, command, name, env, volumes, user, workdir, entrypoint, detach=True
+        docker, image, command, name, env, volumes, user, workdir, entrypoint, True, options
     )
     result = subprocess.run(
         args,
