@@ -106,9 +106,13 @@ def postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[BrowserContext]:
-    """Debian's Chromium under Playwright, headless, with a fresh profile."""
+    """Debian's Chromium under Playwright, headless, with a fresh profile.
+
+    Module-scoped: Playwright's sync API allows one running instance per thread, and
+    tests/e2e starts its own.
+    """
     with chromium_context() as context:
         yield context
 

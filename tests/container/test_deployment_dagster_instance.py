@@ -19,7 +19,7 @@ from support.dagster_chart import DAGSTER_REFERENCE, schema_errors
 from support.dagster_control import PG_PASSWORD_VARIABLE, database_password
 from support.images import BUILD_TIMEOUT_S, ReleaseImages
 from support.postgres import PostgresServer
-from support.release import PSYCOPG2_SCHEME, Release, local_release
+from support.release import Release
 from support.umbrella import NAMESPACE
 
 # The first test to need an image builds it (support.images).
@@ -73,26 +73,22 @@ def test_run_pod_image_reads_dagster_storage_with_the_release_values(
     docker: Docker,
     release_images: ReleaseImages,
     release: Release,
-    postgres: PostgresServer,
     tmp_path: Path,
 ) -> None:
-    """The release's own values, without the tests' driver workaround (support.release).
-
-    Fails while charts/dagma/values.yaml leaves ``dagster.postgresql.postgresqlScheme``
-    empty: Dagster's URL is then ``postgresql://``, which SQLAlchemy 2.1 (uv.lock) maps
-    to psycopg 3; the user-code image, like dagster-postgres, has psycopg2 only.
+    """Guards charts/dagma's ``dagster.postgresql.postgresqlScheme``: with none, Dagster's
+    URL is ``postgresql://``, which SQLAlchemy 2.1 (uv.lock) maps to psycopg 3; the
+    user-code image, like dagster-postgres, has psycopg2 only.
     """
-    own = local_release(postgres, workaround=False)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(own.instance_yaml)
+    (home / "dagster.yaml").write_text(release.instance_yaml)
     home.chmod(0o755)
     dagster_home = release.dagster["global"]["dagsterHome"]
     result = run_container(
         docker,
         release_images.user_code.tag,
         ["python", "-c", READ_RUNS],
-        env={"DAGSTER_HOME": dagster_home, PG_PASSWORD_VARIABLE: database_password(own)},
+        env={"DAGSTER_HOME": dagster_home, PG_PASSWORD_VARIABLE: database_password(release)},
         volumes={home / "dagster.yaml": f"{dagster_home}/dagster.yaml:ro"},
         timeout=120,
     )
@@ -100,6 +96,6 @@ def test_run_pod_image_reads_dagster_storage_with_the_release_values(
     opened = result.returncode == 0
     assert opened, (
         f"a run pod cannot open Dagster's storage with the release's values: {last_error}\n"
-        f"Fix: set dagster.postgresql.postgresqlScheme: {PSYCOPG2_SCHEME} in "
+        "Fix: set dagster.postgresql.postgresqlScheme: postgresql+psycopg2 in "
         "charts/dagma/values.yaml (dagster-postgres ships psycopg2, not psycopg 3)."
     )

@@ -36,8 +36,11 @@ def test_eight_processes_at_once_get_eight_runs_each_with_only_its_own_data(
         ]  # fmt: skip
         processes.append(
             subprocess.Popen(
-                command, env={**env, "DAGSTER_HOME": str(home)},
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                command,
+                env={**env, "DAGSTER_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )  # fmt: skip
         )
     for process in processes:

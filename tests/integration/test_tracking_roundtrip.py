@@ -39,9 +39,7 @@ def test_train_model_stub_records_param_metric_and_artifact(
     # The artifact went through the server (proxied) to its destination, and downloads back.
     stored = list(mlflow_artifacts_dir.rglob(f"{run_id}/artifacts/train_summary.txt"))
     assert len(stored) == 1
-    artifact_url = (
-        f"{mlflow_server}/get-artifact?path=train_summary.txt&run_uuid={run_id}"
-    )
+    artifact_url = f"{mlflow_server}/get-artifact?path=train_summary.txt&run_uuid={run_id}"
     with urllib.request.urlopen(artifact_url, timeout=10) as response:
         assert response.read().decode() == "n_estimators=10\nrmse=0.123\n"
 

@@ -34,7 +34,7 @@ from support import dagster_manifests
 from support.container.pod import PodContainer, pod_container
 from support.container_spec import object_data
 from support.dagster_chart import dagster_version_in_lock, user_deployment
-from support.helm import Rendered, load_values_files, merge_values
+from support.helm import Rendered, load_values_files
 from support.postgres import PostgresServer
 from support.umbrella import (
     NAMESPACE,
@@ -52,9 +52,6 @@ NO_TELEMETRY = [
     {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     {"name": "DO_NOT_TRACK", "value": "true"},
 ]
-# SQLAlchemy 2.1 (uv.lock) maps a bare postgresql:// URL to psycopg 3, which no image has;
-# dagster-postgres brings psycopg2. See driver_workaround().
-PSYCOPG2_SCHEME = "postgresql+psycopg2"
 
 
 @dataclass(frozen=True)
@@ -104,20 +101,6 @@ def machine_overlay(ports: Ports, postgres: PostgresServer) -> dict[str, Any]:
             },
         },
     }
-
-
-def driver_workaround() -> dict[str, Any]:
-    """``dagster.postgresql.postgresqlScheme`` = psycopg2, unless the release's values set one.
-
-    With the chart's default (no scheme) Dagster's storage URL is ``postgresql://…`` and
-    the run pods (user-code image, SQLAlchemy 2.1) fail to import psycopg 3. The fix
-    belongs in charts/dagma/values.yaml; test_deployment_dagster_instance checks the
-    release's own values, and this workaround disappears by itself once they name a driver.
-    """
-    dagster = effective_values(values_files=values_paths([BASE_VALUES]))["dagster"]
-    if dagster["postgresql"].get("postgresqlScheme"):
-        return {}
-    return {"dagster": {"postgresql": {"postgresqlScheme": PSYCOPG2_SCHEME}}}
 
 
 @dataclass
@@ -231,10 +214,7 @@ class Release:
         )
 
 
-def local_release(postgres: PostgresServer, *, workaround: bool = True) -> Release:
+def local_release(postgres: PostgresServer) -> Release:
     """The release on free ports with ``postgres`` as Dagster's database."""
     ports = Ports.free()
-    overlay = machine_overlay(ports, postgres)
-    if workaround:
-        overlay = merge_values(overlay, driver_workaround())
-    return Release(overlay, ports)
+    return Release(machine_overlay(ports, postgres), ports)

@@ -73,7 +73,14 @@ def test_tracking_uri_is_read_and_normalised(env: dict[str, str], uri: str, sour
 
 @pytest.mark.parametrize(
     "bad_uri",
-    ["mlflow:5000", "localhost", "ftp://mlflow:21", "file:///tmp/mlruns", "http://", "sqlite:///x.db"],
+    [
+        "mlflow:5000",
+        "localhost",
+        "ftp://mlflow:21",
+        "file:///tmp/mlruns",
+        "http://",
+        "sqlite:///x.db",
+    ],
 )
 def test_malformed_tracking_uri_is_rejected_at_load(bad_uri: str) -> None:
     with pytest.raises(SettingsError) as error:

@@ -11,9 +11,7 @@ SUMMARY_FILE = "train_summary.txt"
 
 
 @asset(group_name="models")
-def train_model_stub(
-    context: AssetExecutionContext, mlflow: MlflowRunRecorder
-) -> dict[str, str]:
+def train_model_stub(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> dict[str, str]:
     """Pretend to train a model: log a param, a metric and a summary file as an artifact."""
     n_estimators, rmse = 10, 0.123
     with mlflow.run(context) as run_id:
