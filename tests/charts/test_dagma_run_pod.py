@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import kubernetes
 import pytest
-import yaml
 from dagster._config import process_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import DagsterRun
@@ -35,6 +34,7 @@ from support.dagster_chart import (
 )
 from support.helm import validate_strict
 from support.pss import restricted_violations
+from support.run_launch import offline_kubeconfig
 from support.umbrella import (
     NAMESPACE,
     RELEASE,
@@ -49,21 +49,6 @@ USER_CODE = "dagma-user-code"
 ASSET_JOB = "__ASSET_JOB"  # the implicit job a materialization of train_model_stub runs
 
 
-def _offline_kubeconfig(directory: Path) -> Path:
-    """A kubeconfig for 127.0.0.1 that is only parsed, never used to connect."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:6443"}}],
-        "users": [{"name": "offline", "user": {"token": "unused"}}],
-        "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-        "current-context": "offline",
-    }
-    path = directory / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def build_run_job(values_files: list[Path], workdir: Path) -> dict:
     """The Job manifest the K8sRunLauncher would create to materialize train_model_stub."""
     values = effective_values(values_files=values_files)
@@ -74,7 +59,7 @@ def build_run_job(values_files: list[Path], workdir: Path) -> dict:
     processed = process_config(K8sRunLauncher.config_type(), launcher_config)
     assert processed.success, processed.errors
     launcher_values = dict(processed.value)
-    kubeconfig = _offline_kubeconfig(workdir)
+    kubeconfig = offline_kubeconfig(workdir)
     launcher_values.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig))
     launcher = K8sRunLauncher.from_config_value(None, launcher_values)
 
