@@ -8,9 +8,9 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 from support.helm import CHARTS, ROOT
+from support.tools import missing
 
 IMAGE = ROOT / "images" / "mlflow"
 PIN = re.compile(r"^([A-Za-z0-9_.\[\]-]+)==([^\s;]+)(\s*;.*)?$")
@@ -149,7 +149,7 @@ def test_extra_ca_file_is_never_committed():
             ["git", "check-ignore", "--quiet", "images/mlflow/extra-ca.pem"], cwd=ROOT, timeout=30
         )
     except FileNotFoundError:
-        pytest.skip("git is not installed")
+        missing("git", "apt-get install git")
     assert ignored.returncode == 0, "images/mlflow/extra-ca.pem is not git-ignored"
 
 

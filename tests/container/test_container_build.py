@@ -16,6 +16,7 @@ from support.container.build import (
 )
 from support.container.cli import Docker
 from support.container.run import run_container
+from support.tools import missing
 
 # The pattern the project's Dockerfiles follow, in miniature: BASE_IMAGE as an
 # ARG, PATH set in full (an imported base has none), and the extra CA bundle
@@ -37,7 +38,7 @@ def _certificates(pem: str) -> list[str]:
 
 def test_host_ca_bundle_holds_each_system_certificate_once() -> None:
     if not SYSTEM_CA_BUNDLE.is_file():
-        pytest.skip(f"this host has no {SYSTEM_CA_BUNDLE}")
+        missing(f"the system CA bundle {SYSTEM_CA_BUNDLE}", "apt-get install ca-certificates")
     bundle = _certificates(host_ca_bundle())
     system = {cert.strip() for cert in _certificates(SYSTEM_CA_BUNDLE.read_text())}
     assert len(bundle) == len(set(bundle))

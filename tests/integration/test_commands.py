@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from dagma.devserver import free_port, is_healthy
 
@@ -54,7 +51,6 @@ def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("mlflow", path=str(BIN)) is None, reason="dev group not synced")
 def test_demo_starts_a_server_runs_twice_and_prints_the_run(tmp_path: Path) -> None:
     port = free_port()
     try:
