@@ -111,7 +111,7 @@ def main() -> None:
         def run(resource: object) -> None:
             # Errors raise, except for the unreachable server, whose failure is the point.
             materialize(
-                [train_model_stub], resources={"mlflow": resource}, run_config=QUIET,
+                [train_model_stub], resources={"tracking": resource}, run_config=QUIET,
                 raise_on_error=resource is not unreachable,
             )  # fmt: skip
 

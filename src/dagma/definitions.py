@@ -28,5 +28,5 @@ def tracking_resource(settings: TrackingSettings) -> MlflowTrackingResource | Ml
 
 defs = Definitions(
     assets=[train_model_stub],
-    resources={"mlflow": tracking_resource(load_settings())},
+    resources={"tracking": tracking_resource(load_settings())},
 )

@@ -28,7 +28,7 @@ def test_dg_recognises_the_project_and_lists_the_asset() -> None:
     listed = json.loads(result.stdout)
     [asset] = listed["assets"]
     assert (asset["asset_key"], asset["group_name"]) == ("train_model_stub", "models")
-    assert [r["name"] for r in listed["resources"]] == ["mlflow"]
+    assert [r["name"] for r in listed["resources"]] == ["tracking"]
 
 
 def test_dagster_cli_materializes_with_the_stub_by_default(tmp_path: Path) -> None:

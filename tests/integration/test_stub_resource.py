@@ -15,7 +15,7 @@ from dagma.defs.models.resources import MlflowStubResource
 
 def test_stub_keeps_what_the_asset_logged_for_users_tests() -> None:
     stub = MlflowStubResource()
-    result = materialize([train_model_stub], resources={"mlflow": stub})
+    result = materialize([train_model_stub], resources={"tracking": stub})
     output = result.output_for_node("train_model_stub")
     [run] = stub.runs.values()
     assert output == {"run_id": run.run_id, "status": "FINISHED", "artifact": "train_summary.txt"}
@@ -31,7 +31,7 @@ def test_stub_keeps_what_the_asset_logged_for_users_tests() -> None:
 def test_stub_says_once_in_the_event_log_that_tracking_is_off() -> None:
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            [train_model_stub], resources={"mlflow": MlflowStubResource()}, instance=instance
+            [train_model_stub], resources={"tracking": MlflowStubResource()}, instance=instance
         )
         messages = [
             r.event_log_entry.user_message
@@ -45,7 +45,7 @@ def test_stub_says_once_in_the_event_log_that_tracking_is_off() -> None:
 def test_stub_run_ids_are_unique_per_materialization() -> None:
     stub = MlflowStubResource()
     for _ in range(3):
-        materialize([train_model_stub], resources={"mlflow": stub})
+        materialize([train_model_stub], resources={"tracking": stub})
     assert len(stub.runs) == 3
 
 

@@ -39,13 +39,13 @@ def test_asset_exception_marks_run_failed(
     tracking: MlflowTrackingResource, client: MlflowClient, instance: DagsterInstance
 ) -> None:
     @asset
-    def breaks_midway(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> None:
-        with mlflow.run(context):
-            mlflow.log_param("stage", "before the error")
+    def breaks_midway(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
+        with tracking.run(context):
+            tracking.log_param("stage", "before the error")
             raise ValueError("training diverged")
 
     result = materialize(
-        [breaks_midway], resources={"mlflow": tracking}, instance=instance, raise_on_error=False
+        [breaks_midway], resources={"tracking": tracking}, instance=instance, raise_on_error=False
     )
     assert not result.success
     run = client.get_run(_run_id(instance, result, "breaks_midway"))
@@ -57,12 +57,15 @@ def test_run_left_open_by_a_raising_asset_is_closed_failed_at_teardown(
     tracking: MlflowTrackingResource, client: MlflowClient, instance: DagsterInstance
 ) -> None:
     @asset
-    def forgets_to_close(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> None:
-        mlflow.start_run(context)
+    def forgets_to_close(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
+        tracking.start_run(context)
         raise RuntimeError("no close_run after this")
 
     result = materialize(
-        [forgets_to_close], resources={"mlflow": tracking}, instance=instance, raise_on_error=False
+        [forgets_to_close],
+        resources={"tracking": tracking},
+        instance=instance,
+        raise_on_error=False,
     )
     assert client.get_run(_run_id(instance, result, "forgets_to_close")).info.status == "FAILED"
 
@@ -71,9 +74,9 @@ def test_run_left_open_by_a_succeeding_asset_is_closed_finished(
     tracking: MlflowTrackingResource, client: MlflowClient, instance: DagsterInstance
 ) -> None:
     @asset
-    def succeeds_unclosed(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> int:
-        mlflow.start_run(context)
-        mlflow.log_metric("loss", 0.5)
+    def succeeds_unclosed(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> int:
+        tracking.start_run(context)
+        tracking.log_metric("loss", 0.5)
         return 1
 
     @asset
@@ -82,7 +85,7 @@ def test_run_left_open_by_a_succeeding_asset_is_closed_finished(
 
     result = materialize(
         [succeeds_unclosed, fails_later],
-        resources={"mlflow": tracking},
+        resources={"tracking": tracking},
         instance=instance,
         raise_on_error=False,
     )
@@ -94,15 +97,15 @@ def test_direct_mlflow_calls_land_in_the_resources_run(
     tracking: MlflowTrackingResource, client: MlflowClient
 ) -> None:
     @asset
-    def uses_mlflow_directly(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> str:
-        with mlflow.run(context) as run_id:
+    def uses_mlflow_directly(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> str:
+        with tracking.run(context) as run_id:
             mlflow_module.log_param("from_fluent_api", "yes")
             mlflow_module.set_tag("autolog_like", "1")
             assert mlflow_module.active_run().info.run_id == run_id
         assert mlflow_module.active_run() is None  # closing the run ends the active run too
         return run_id
 
-    result = materialize([uses_mlflow_directly], resources={"mlflow": tracking})
+    result = materialize([uses_mlflow_directly], resources={"tracking": tracking})
     run = client.get_run(result.output_for_node("uses_mlflow_directly"))
     assert run.data.params == {"from_fluent_api": "yes"}
     assert run.data.tags["autolog_like"] == "1"
@@ -113,19 +116,19 @@ def test_two_assets_in_one_process_never_share_a_run(
     tracking: MlflowTrackingResource, client: MlflowClient
 ) -> None:
     @asset
-    def model_a(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> str:
-        with mlflow.run(context) as run_id:
-            mlflow.log_param("model", "a")
+    def model_a(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> str:
+        with tracking.run(context) as run_id:
+            tracking.log_param("model", "a")
         return run_id
 
     @asset
-    def model_b(context: AssetExecutionContext, mlflow: MlflowRunRecorder, model_a: str) -> str:
-        with mlflow.run(context) as run_id:
-            mlflow.log_param("model", "b")
+    def model_b(context: AssetExecutionContext, tracking: MlflowRunRecorder, model_a: str) -> str:
+        with tracking.run(context) as run_id:
+            tracking.log_param("model", "b")
             mlflow_module.log_metric("b_only", 2.0)
         return run_id
 
-    result = materialize([model_a, model_b], resources={"mlflow": tracking})
+    result = materialize([model_a, model_b], resources={"tracking": tracking})
     run_a = client.get_run(result.output_for_node("model_a"))
     run_b = client.get_run(result.output_for_node("model_b"))
     assert run_a.info.run_id != run_b.info.run_id
@@ -152,7 +155,7 @@ def test_unreachable_server_fails_within_ten_seconds_with_the_fix(
     uri = silent_server if kind == "silent server" else f"http://127.0.0.1:{free_port()}"
     resource = MlflowTrackingResource(tracking_uri=uri, tracking_uri_source="MLFLOW_TRACKING_URI")
     started = time.monotonic()
-    result = materialize([train_model_stub], resources={"mlflow": resource}, raise_on_error=False)
+    result = materialize([train_model_stub], resources={"tracking": resource}, raise_on_error=False)
     elapsed = time.monotonic() - started
     assert not result.success
     assert elapsed <= 10, f"took {elapsed:.1f}s to fail"

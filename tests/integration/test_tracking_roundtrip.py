@@ -21,7 +21,7 @@ def _metadata(result, key: str = "train_model_stub") -> dict:
 def test_train_model_stub_records_param_metric_and_artifact(
     tracking: MlflowTrackingResource, mlflow_server: str, mlflow_artifacts_dir: Path
 ) -> None:
-    result = materialize([train_model_stub], resources={"mlflow": tracking})
+    result = materialize([train_model_stub], resources={"tracking": tracking})
     assert result.success
     output = result.output_for_node("train_model_stub")
     run_id = output["run_id"]
@@ -47,7 +47,7 @@ def test_train_model_stub_records_param_metric_and_artifact(
 def test_materialization_metadata_links_to_the_mlflow_run(
     tracking: MlflowTrackingResource, client: MlflowClient, mlflow_server: str
 ) -> None:
-    result = materialize([train_model_stub], resources={"mlflow": tracking})
+    result = materialize([train_model_stub], resources={"tracking": tracking})
     metadata = _metadata(result)
     run_id = metadata["mlflow_run_id"].value
     run = client.get_run(run_id)
@@ -68,7 +68,9 @@ def test_run_is_named_for_the_asset_and_tagged_with_the_dagster_run(
         dagster_ui_url="http://localhost:3000",
     )
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([train_model_stub], resources={"mlflow": resource}, instance=instance)
+        result = materialize(
+            [train_model_stub], resources={"tracking": resource}, instance=instance
+        )
         run_id = _metadata(result)["mlflow_run_id"].value
         materialization = instance.get_latest_materialization_event(AssetKey("train_model_stub"))
     run = client.get_run(run_id)
@@ -85,8 +87,8 @@ def test_run_is_named_for_the_asset_and_tagged_with_the_dagster_run(
 def test_each_materialization_gets_its_own_run(
     tracking: MlflowTrackingResource, client: MlflowClient
 ) -> None:
-    first = materialize([train_model_stub], resources={"mlflow": tracking})
-    second = materialize([train_model_stub], resources={"mlflow": tracking})
+    first = materialize([train_model_stub], resources={"tracking": tracking})
+    second = materialize([train_model_stub], resources={"tracking": tracking})
     ids = {r.output_for_node("train_model_stub")["run_id"] for r in (first, second)}
     assert len(ids) == 2
     for run_id in ids:

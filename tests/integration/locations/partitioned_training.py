@@ -19,16 +19,16 @@ PARTITIONS = [f"p{i}" for i in range(8)]
 
 
 @asset(partitions_def=StaticPartitionsDefinition(PARTITIONS))
-def partitioned_training(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> str:
+def partitioned_training(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> str:
     index = PARTITIONS.index(context.partition_key)
-    with mlflow.run(context) as run_id:
-        mlflow.log_param("partition", context.partition_key)
-        mlflow.log_metric("index", index)
+    with tracking.run(context) as run_id:
+        tracking.log_param("partition", context.partition_key)
+        tracking.log_metric("index", index)
     return run_id
 
 
 defs = Definitions(
     assets=[partitioned_training],
-    resources={"mlflow": tracking_resource(load_settings())},
+    resources={"tracking": tracking_resource(load_settings())},
     executor=in_process_executor,
 )

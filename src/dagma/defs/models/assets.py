@@ -11,15 +11,15 @@ SUMMARY_FILE = "train_summary.txt"
 
 
 @asset(group_name="models")
-def train_model_stub(context: AssetExecutionContext, mlflow: MlflowRunRecorder) -> dict[str, str]:
+def train_model_stub(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> dict[str, str]:
     """Pretend to train a model: log a param, a metric and a summary file as an artifact."""
     n_estimators, rmse = 10, 0.123
-    with mlflow.run(context) as run_id:
-        mlflow.log_param("n_estimators", n_estimators)
-        mlflow.log_metric("rmse", rmse)
+    with tracking.run(context) as run_id:
+        tracking.log_param("n_estimators", n_estimators)
+        tracking.log_metric("rmse", rmse)
         # A temporary directory, never the working directory: run pods may be read-only.
         with tempfile.TemporaryDirectory(prefix="dagma-") as tmp:
             summary = Path(tmp) / SUMMARY_FILE
             summary.write_text(f"n_estimators={n_estimators}\nrmse={rmse}\n")
-            mlflow.log_artifact(summary)
+            tracking.log_artifact(summary)
     return {"run_id": run_id, "status": "FINISHED", "artifact": SUMMARY_FILE}

@@ -4,8 +4,8 @@
 official client; ``MlflowStubResource`` keeps everything in memory and needs no
 server. Assets are written once against the shared API::
 
-    with mlflow.run(context):
-        mlflow.log_param("n_estimators", 10)
+    with tracking.run(context):
+        tracking.log_param("n_estimators", 10)
 
 Unlike dagster-mlflow, the tracking resource never searches for runs and never
 relies on MLflow's global "active run" for its own calls: every call names its
