@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from dagma.definitions import tracking_resource
 from dagma.defs.models.resources import MlflowStubResource, MlflowTrackingResource
+from dagma.resource_from_env import mlflow_resource_for
 from dagma.settings import DEFAULT_TRACKING_URI, SettingsError, load_settings
 
 URI = "MLFLOW_TRACKING_URI"
@@ -36,7 +36,7 @@ SWITCH_ROWS = [
 @pytest.mark.parametrize(("raw", "expected"), SWITCH_ROWS)
 def test_use_tracking_switch_selects_resource(raw: str | None, expected: type) -> None:
     env = {} if raw is None else {"MLFLOW_USE_TRACKING": raw}
-    assert type(tracking_resource(load_settings(env))) is expected
+    assert type(mlflow_resource_for(load_settings(env))) is expected
 
 
 @pytest.mark.parametrize("raw", ["ture", "2", "enabled", "y", "-1", "truee"])
@@ -121,7 +121,7 @@ def test_ui_links_can_point_elsewhere_than_the_tracking_uri() -> None:
 
 
 def test_tracking_resource_carries_settings() -> None:
-    resource = tracking_resource(
+    resource = mlflow_resource_for(
         load_settings(
             {
                 "MLFLOW_USE_TRACKING": "yes",

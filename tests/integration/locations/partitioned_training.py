@@ -1,6 +1,6 @@
 """A code location for the concurrency test: one partition per process, each logging its own data.
 
-It builds its resource exactly as dagma.definitions does, from the environment.
+It builds its resource the way dagma.definitions does: mlflow_resource_from_env().
 """
 
 from dagster import (
@@ -11,9 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
-from dagma.definitions import tracking_resource
-from dagma.defs.models.resources import MlflowRunRecorder
-from dagma.settings import load_settings
+from dagma import MlflowRunRecorder, mlflow_resource_from_env
 
 PARTITIONS = [f"p{i}" for i in range(8)]
 
@@ -29,6 +27,6 @@ def partitioned_training(context: AssetExecutionContext, tracking: MlflowRunReco
 
 defs = Definitions(
     assets=[partitioned_training],
-    resources={"tracking": tracking_resource(load_settings())},
+    resources={"tracking": mlflow_resource_from_env()},
     executor=in_process_executor,
 )
