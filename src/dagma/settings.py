@@ -8,9 +8,11 @@ instead of a stack trace in the middle of a run.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
-from urllib.parse import urlparse
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,7 +21,16 @@ FALSE_WORDS = ("0", "false", "no", "off")
 DEFAULT_TRACKING_URI = "http://mlflow:5000"  # the in-cluster Service of charts/mlflow
 DEFAULT_EXPERIMENT = "Default"
 DEFAULT_URI_SOURCE = "the default, as MLFLOW_TRACKING_URI is unset"
-SUPPORTED_URI_SCHEMES = ("http", "https")
+SERVER_SCHEMES = ("http", "https")
+# Stores on this machine's disk, written by the MLflow client itself: no server.
+LOCAL_STORE_SCHEMES = ("file", "sqlite")
+ACCEPTED_URI_FORMS = (
+    f"a server ({DEFAULT_TRACKING_URI} in the cluster, http://127.0.0.1:5000 locally), "
+    "a SQLite database (sqlite:////ABSOLUTE/PATH/mlflow.db: four slashes before an absolute "
+    "path) or a file store (file:///ABSOLUTE/PATH/mlruns)"
+)
+# What a database store needs beyond mlflow-skinny (import name, distribution).
+DATABASE_STORE_PACKAGES = (("sqlalchemy", "SQLAlchemy"), ("alembic", "Alembic"))
 
 
 class SettingsError(ValueError):
@@ -36,10 +47,31 @@ class TrackingSettings(BaseModel):
     # Which variable the URI came from, so errors can point at it.
     tracking_uri_source: str = DEFAULT_URI_SOURCE
     experiment: str = DEFAULT_EXPERIMENT
-    # Base URL people open the MLflow UI at (e.g. a port-forward); links use it.
-    mlflow_ui_url: str = DEFAULT_TRACKING_URI
+    # Base URL people open the MLflow UI at (e.g. a port-forward); links use it. None for a
+    # local store without MLFLOW_UI_URL: there is no server to link to.
+    mlflow_ui_url: str | None = DEFAULT_TRACKING_URI
     # Base URL of the Dagster UI, for a link from the MLflow run back to the Dagster run.
     dagster_ui_url: str | None = None
+    # MLFLOW_ALLOW_FILE_STORE: MLflow 3 refuses a file:// store without this opt-in.
+    allow_file_store: bool = False
+
+    @property
+    def local_store(self) -> bool:
+        """Whether the URI names a store on this machine's disk rather than a server."""
+        return is_local_store(self.tracking_uri)
+
+
+def is_local_store(uri: str) -> bool:
+    """Whether ``uri`` (already validated) is a ``file://`` or ``sqlite://`` store."""
+    return urlparse(uri).scheme in LOCAL_STORE_SCHEMES
+
+
+def local_store_path(uri: str) -> PurePosixPath:
+    """The directory (``file://``) or database file (``sqlite://``) a local store URI names."""
+    if urlparse(uri).scheme == "sqlite":
+        # SQLAlchemy's form: sqlite:/// then the path, so an absolute one has four slashes.
+        return PurePosixPath(unquote(uri.split(":///", 1)[1].split("?", 1)[0]))
+    return PurePosixPath(unquote(urlparse(uri).path))
 
 
 def _parse_switch(raw: str | None) -> bool:
@@ -55,16 +87,85 @@ def _parse_switch(raw: str | None) -> bool:
     )
 
 
+def _parse_allow_file_store(raw: str | None) -> bool:
+    # Exactly the words MLflow itself accepts for this variable, which it reads too.
+    value = (raw or "").lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise SettingsError(
+        f"MLFLOW_ALLOW_FILE_STORE={raw!r} is not a value MLflow accepts: use true or 1 to "
+        "allow the file:// store, false or 0 (or leave it unset) otherwise."
+    )
+
+
 def _check_url(variable: str, raw: str) -> str:
+    """A server base URL (http/https with a host), for the UI links."""
     url = raw.strip().rstrip("/")
     parsed = urlparse(url)
-    if parsed.scheme not in SUPPORTED_URI_SCHEMES or not parsed.netloc:
+    if parsed.scheme not in SERVER_SCHEMES or not parsed.netloc:
         raise SettingsError(
-            f"{variable}={raw!r} is not an MLflow Tracking server URL: it needs an "
-            f"{' or '.join(SUPPORTED_URI_SCHEMES)} scheme and a host, "
+            f"{variable}={raw!r} is not a URL the UI can be opened at: it needs an "
+            f"{' or '.join(SERVER_SCHEMES)} scheme and a host, "
             f"e.g. {DEFAULT_TRACKING_URI} in the cluster or http://127.0.0.1:5000 locally."
         )
     return url
+
+
+def _check_tracking_uri(variable: str, raw: str) -> str:
+    """A server URL or an absolute local store; anything MLflow cannot use is refused here."""
+    uri = raw.strip()
+    parsed = urlparse(uri)
+    if parsed.scheme in SERVER_SCHEMES and parsed.netloc:
+        return uri.rstrip("/")
+    refused = f"{variable}={raw!r} is not an MLflow tracking URI dagma can use"
+    if parsed.scheme not in LOCAL_STORE_SCHEMES:
+        raise SettingsError(f"{refused}. Use {ACCEPTED_URI_FORMS}.")
+    path = local_store_path(uri)
+    if parsed.scheme == "file" and parsed.netloc:
+        raise SettingsError(
+            f"{refused}: {parsed.netloc!r} after file:// is read as a host name, not a path. "
+            f"Write file:///ABSOLUTE/PATH (three slashes), or use {ACCEPTED_URI_FORMS}."
+        )
+    if not path.is_absolute() or str(path) == "/":
+        example = (
+            "sqlite:////ABSOLUTE/PATH/mlflow.db (four slashes before an absolute path)"
+            if parsed.scheme == "sqlite"
+            else "file:///ABSOLUTE/PATH/mlruns"
+        )
+        raise SettingsError(
+            f"{refused}: {str(path)!r} is not an absolute path to a store, and run pods and "
+            f"`dagster dev` work in different directories. Write it as {example}."
+        )
+    return uri
+
+
+def _check_local_store(uri: str, variable: str, allow_file_store: bool) -> None:
+    """What a local store needs before the first run: MLflow's opt-in, or the SQL packages."""
+    scheme = urlparse(uri).scheme
+    if scheme == "file" and not allow_file_store:
+        database = local_store_path(uri).parent / "mlflow.db"
+        raise SettingsError(
+            f"{variable}={uri!r} is MLflow's file store, which MLflow 3 refuses unless "
+            "MLFLOW_ALLOW_FILE_STORE=true. Either set MLFLOW_ALLOW_FILE_STORE=true, or use "
+            f"the SQLite store MLflow recommends: {variable}=sqlite:///{database} "
+            "(install it with `pip install 'dagma[local]'`)."
+        )
+    if scheme == "sqlite":
+        missing = [dist for name, dist in DATABASE_STORE_PACKAGES if not _installed(name)]
+        if missing:
+            raise SettingsError(
+                f"{variable}={uri!r} is a database store, which needs {' and '.join(missing)}: "
+                "mlflow-skinny does not include them. Install `dagma[local]` "
+                "(`pip install 'dagma[local]'` or `uv add 'dagma[local]'`), "
+                "or point it at a server."
+            )
+
+
+def _installed(module: str) -> bool:
+    # find_spec locates the package without importing it: loading settings stays cheap.
+    return importlib.util.find_spec(module) is not None
 
 
 def _experiment(env: Mapping[str, str]) -> str:
@@ -86,14 +187,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
     """
     env = os.environ if env is None else env
     raw_uri = env.get("MLFLOW_TRACKING_URI", "").strip()
-    tracking_uri = _check_url("MLFLOW_TRACKING_URI", raw_uri or DEFAULT_TRACKING_URI)
+    uri_source = "MLFLOW_TRACKING_URI" if raw_uri else DEFAULT_URI_SOURCE
+    tracking_uri = _check_tracking_uri("MLFLOW_TRACKING_URI", raw_uri or DEFAULT_TRACKING_URI)
+    tracking_enabled = _parse_switch(env.get("MLFLOW_USE_TRACKING"))
+    allow_file_store = _parse_allow_file_store(env.get("MLFLOW_ALLOW_FILE_STORE"))
+    if tracking_enabled and is_local_store(tracking_uri):
+        _check_local_store(tracking_uri, "MLFLOW_TRACKING_URI", allow_file_store)
     ui_url = env.get("MLFLOW_UI_URL", "").strip()
+    default_ui_url = None if is_local_store(tracking_uri) else tracking_uri
     dagster_ui_url = env.get("DAGSTER_UI_URL", "").strip()
     return TrackingSettings(
-        tracking_enabled=_parse_switch(env.get("MLFLOW_USE_TRACKING")),
+        tracking_enabled=tracking_enabled,
         tracking_uri=tracking_uri,
-        tracking_uri_source="MLFLOW_TRACKING_URI" if raw_uri else DEFAULT_URI_SOURCE,
+        tracking_uri_source=uri_source,
         experiment=_experiment(env),
-        mlflow_ui_url=_check_url("MLFLOW_UI_URL", ui_url) if ui_url else tracking_uri,
+        mlflow_ui_url=_check_url("MLFLOW_UI_URL", ui_url) if ui_url else default_ui_url,
         dagster_ui_url=_check_url("DAGSTER_UI_URL", dagster_ui_url) if dagster_ui_url else None,
+        allow_file_store=allow_file_store,
     )

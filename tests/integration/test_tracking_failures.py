@@ -51,6 +51,9 @@ def test_asset_exception_marks_run_failed(
     run = client.get_run(_run_id(instance, result, "breaks_midway"))
     assert run.info.status == "FAILED"
     assert run.data.params == {"stage": "before the error"}
+    # Why it failed, on the run itself: a tag and the run's note (its UI description).
+    assert run.data.tags["dagster.failure"] == "ValueError: training diverged"
+    assert "ValueError: training diverged" in run.data.tags["mlflow.note.content"]
 
 
 def test_run_left_open_by_a_raising_asset_is_closed_failed_at_teardown(
@@ -67,7 +70,44 @@ def test_run_left_open_by_a_raising_asset_is_closed_failed_at_teardown(
         instance=instance,
         raise_on_error=False,
     )
-    assert client.get_run(_run_id(instance, result, "forgets_to_close")).info.status == "FAILED"
+    run = client.get_run(_run_id(instance, result, "forgets_to_close"))
+    assert run.info.status == "FAILED"
+    # Closed at teardown: the reason comes from the step failure in Dagster's event log.
+    assert run.data.tags["dagster.failure"] == "RuntimeError: no close_run after this"
+    assert "RuntimeError: no close_run after this" in run.data.tags["mlflow.note.content"]
+
+
+def test_close_run_failed_inside_except_records_the_exception(
+    tracking: MlflowTrackingResource, client: MlflowClient
+) -> None:
+    @asset
+    def handles_its_error(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> str:
+        run_id = tracking.start_run()
+        try:
+            raise KeyError("feature 'age' missing")
+        except KeyError:
+            tracking.close_run("FAILED")
+        return run_id
+
+    result = materialize([handles_its_error], resources={"tracking": tracking})
+    run = client.get_run(result.output_for_node("handles_its_error"))
+    assert run.info.status == "FAILED"
+    assert run.data.tags["dagster.failure"] == 'KeyError: "feature \'age\' missing"'
+
+
+def test_finished_runs_carry_no_failure_tag(
+    tracking: MlflowTrackingResource, client: MlflowClient
+) -> None:
+    @asset
+    def succeeds(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> str:
+        with tracking.run() as run_id:
+            tracking.log_metric("loss", 0.1)
+        return run_id
+
+    result = materialize([succeeds], resources={"tracking": tracking})
+    run = client.get_run(result.output_for_node("succeeds"))
+    assert run.info.status == "FINISHED"
+    assert "dagster.failure" not in run.data.tags
 
 
 def test_run_left_open_by_a_succeeding_asset_is_closed_finished(
@@ -169,8 +209,8 @@ def test_unreachable_server_fails_within_ten_seconds_with_the_fix(
 def test_missing_mlflow_client_names_the_package_to_install() -> None:
     script = (
         "import sys; sys.modules['mlflow'] = None\n"
-        "from dagma.defs.models.resources import _import_mlflow\n"
-        "_import_mlflow()\n"
+        "from dagma.defs.models.tracking import import_mlflow\n"
+        "import_mlflow()\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0

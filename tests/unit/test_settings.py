@@ -72,21 +72,89 @@ def test_tracking_uri_is_read_and_normalised(env: dict[str, str], uri: str, sour
 
 
 @pytest.mark.parametrize(
-    "bad_uri",
+    ("bad_uri", "accepted_form"),
     [
-        "mlflow:5000",
-        "localhost",
-        "ftp://mlflow:21",
-        "file:///tmp/mlruns",
-        "http://",
-        "sqlite:///x.db",
+        ("mlflow:5000", "http://mlflow:5000"),
+        ("localhost", "http://mlflow:5000"),
+        ("ftp://mlflow:21", "http://mlflow:5000"),
+        ("http://", "http://mlflow:5000"),
+        ("/tmp/mlruns", "file:///ABSOLUTE/PATH/mlruns"),  # a bare path: MLflow's file store
+        ("file://mlruns", "file:///ABSOLUTE/PATH"),  # "mlruns" would be a host name
+        ("file:mlruns", "file:///ABSOLUTE/PATH/mlruns"),
+        ("file:///", "file:///ABSOLUTE/PATH/mlruns"),
+        ("sqlite:///x.db", "sqlite:////ABSOLUTE/PATH/mlflow.db"),  # relative to the cwd
+        ("sqlite:///data/mlflow.db", "sqlite:////ABSOLUTE/PATH/mlflow.db"),
+        ("postgresql://db/mlflow", "sqlite:////ABSOLUTE/PATH/mlflow.db"),
     ],
 )
-def test_malformed_tracking_uri_is_rejected_at_load(bad_uri: str) -> None:
+def test_unusable_tracking_uri_is_rejected_at_load(bad_uri: str, accepted_form: str) -> None:
     with pytest.raises(SettingsError) as error:
         load_settings({"MLFLOW_TRACKING_URI": bad_uri, "MLFLOW_USE_TRACKING": "true"})
     assert f"MLFLOW_TRACKING_URI={bad_uri!r}" in str(error.value)
-    assert "http://mlflow:5000" in str(error.value)
+    assert accepted_form in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "local_store"),
+    [
+        ({URI: "sqlite:////srv/mlflow/mlflow.db"}, True),
+        ({URI: "file:///srv/mlflow/mlruns", "MLFLOW_ALLOW_FILE_STORE": "true"}, True),
+        ({URI: "file:///srv/mlflow/mlruns", "MLFLOW_ALLOW_FILE_STORE": "1"}, True),
+        ({URI: "http://127.0.0.1:5000"}, False),
+    ],
+)
+def test_local_stores_are_accepted_with_absolute_paths(
+    env: dict[str, str], local_store: bool
+) -> None:
+    settings = load_settings({**env, "MLFLOW_USE_TRACKING": "true"})
+    assert settings.tracking_uri == env[URI]
+    assert settings.local_store is local_store
+    # A local store has no server to link to unless MLFLOW_UI_URL names one.
+    assert settings.mlflow_ui_url == (None if local_store else env[URI])
+    with_ui = load_settings(
+        {**env, "MLFLOW_USE_TRACKING": "true", "MLFLOW_UI_URL": "http://ui:5000"}
+    )
+    assert with_ui.mlflow_ui_url == "http://ui:5000"
+
+
+@pytest.mark.parametrize("opt_in", [None, "", "false", "0"])
+def test_file_store_without_mlflows_opt_in_fails_at_load_with_both_choices(
+    opt_in: str | None,
+) -> None:
+    env = {URI: "file:///srv/mlflow/mlruns", "MLFLOW_USE_TRACKING": "true"}
+    if opt_in is not None:
+        env["MLFLOW_ALLOW_FILE_STORE"] = opt_in
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    message = str(error.value)
+    assert "MLFLOW_TRACKING_URI='file:///srv/mlflow/mlruns'" in message
+    assert "set MLFLOW_ALLOW_FILE_STORE=true" in message
+    assert "MLFLOW_TRACKING_URI=sqlite:////srv/mlflow/mlflow.db" in message
+
+
+def test_file_store_opt_in_takes_only_the_words_mlflow_accepts() -> None:
+    with pytest.raises(SettingsError, match="MLFLOW_ALLOW_FILE_STORE='yes'.*true or 1"):
+        load_settings({"MLFLOW_ALLOW_FILE_STORE": "yes"})
+
+
+def test_tracking_off_does_not_ask_for_local_store_requirements() -> None:
+    # The stub writes nowhere: no opt-in needed, but the URI must still be well formed.
+    settings = load_settings({URI: "file:///srv/mlflow/mlruns"})
+    assert settings.local_store and not settings.tracking_enabled
+
+
+def test_sqlite_store_without_sqlalchemy_says_to_install_the_local_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['sqlalchemy'] = None  # as if not installed\n"
+        "from dagma.settings import load_settings\n"
+        "load_settings({'MLFLOW_USE_TRACKING': 'true',"
+        " 'MLFLOW_TRACKING_URI': 'sqlite:////srv/mlflow.db'})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "database store, which needs SQLAlchemy:" in result.stderr
+    assert "dagma[local]" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -151,4 +219,11 @@ def test_code_location_refuses_to_load_with_bad_switch() -> None:
 
 def test_stub_code_location_does_not_import_mlflow() -> None:
     result = _import_definitions({}, "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    assert result.returncode == 0, result.stderr
+
+
+def test_tracking_code_location_does_not_import_mlflow_at_load() -> None:
+    # Cold start: mlflow (~1 s to import) is loaded when the first run starts, not before.
+    env = {"MLFLOW_USE_TRACKING": "true", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    result = _import_definitions(env, "assert 'mlflow' not in sys.modules, 'mlflow imported'")
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,309 @@
+"""``MlflowTrackingResource``: runs recorded in MLflow by the official client, at the request floor.
+
+A materialization costs four requests to a Tracking server: create the run (with
+its tags), one ``log_batch`` of the params, metrics and tags (buffered; see
+:mod:`.batching`), the artifact upload, and ending the run. The first one in a
+process adds one: looking the experiment up, which doubles as the reachability
+check (no retries, a short timeout), and is then cached for the process.
+
+The run is created with ``mlflow.start_run``, so it is also MLflow's active run and
+direct ``mlflow.*`` calls in the asset (autolog, ``log_model``) land in it, at no
+extra request. Unlike dagster-mlflow, the resource never searches for runs: it
+holds its run ids.
+
+Local stores (``file://``, ``sqlite://``) are written by the client itself: no
+server, no reachability check; the UI is opened with ``mlflow ui --backend-store-uri``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from dagster import AssetExecutionContext, MetadataValue
+from pydantic import PrivateAttr
+
+from dagma.defs.models.batching import LogBuffer
+from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus
+from dagma.settings import is_local_store, local_store_path
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
+# Experiment ids by (tracking URI, experiment name): looked up once per process.
+_experiment_ids: dict[tuple[str, str], str] = {}
+
+
+class MlflowUnreachableError(RuntimeError):
+    """The MLflow Tracking server did not answer; tracking never falls back to the stub."""
+
+
+def import_mlflow() -> Any:
+    """Import mlflow on first use, so a stub-only code location never loads it."""
+    try:
+        import mlflow
+    except ImportError:
+        raise ImportError(
+            "MlflowTrackingResource needs the MLflow client, which is not installed: "
+            "`pip install mlflow-skinny` (or `uv add mlflow-skinny`), "
+            "or set MLFLOW_USE_TRACKING=false to use the stub."
+        ) from None
+    return mlflow
+
+
+def run_tags(context: AssetExecutionContext, dagster_ui_url: str | None) -> dict[str, str]:
+    """Tags that tie an MLflow run to the Dagster materialization that produced it."""
+    tags = {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset_key": context.asset_key.to_user_string(),
+    }
+    if context.has_partition_key:
+        tags["dagster.partition_key"] = context.partition_key
+    origin = context.run.remote_job_origin
+    if origin is not None:
+        tags["dagster.code_location"] = origin.location_name
+    if dagster_ui_url:
+        tags["dagster.run_url"] = f"{dagster_ui_url}/runs/{context.run.run_id}"
+    return tags
+
+
+class MlflowTrackingResource(MlflowRunRecorder):
+    """Records runs in MLflow (a Tracking server or a local store) through the official client."""
+
+    tracking_uri: str
+    tracking_uri_source: str = "MLFLOW_TRACKING_URI"
+    mlflow_ui_url: str | None = None
+    dagster_ui_url: str | None = None
+    # How long the first request waits; MLflow's own retries take minutes on a closed port.
+    connect_timeout_seconds: float = 5.0
+
+    _client: MlflowClient | None = PrivateAttr(default=None)
+    _buffers: dict[str, LogBuffer] = PrivateAttr(default_factory=dict)
+    _artifact_uris: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def _start(self, context: AssetExecutionContext) -> str:
+        mlflow = import_mlflow()
+        experiment_id = self._experiment_id()
+        # The resource logs the run's link itself; MLflow's own "View run" line costs a
+        # runs/get at every end_run. A user's explicit setting wins.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        # Created through the fluent API so it is MLflow's active run too (no extra request).
+        active = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=context.asset_key.to_user_string(),
+            tags=run_tags(context, self.dagster_ui_url),
+            nested=mlflow.active_run() is not None,
+        )
+        run_id = active.info.run_id
+        self._buffers[run_id] = LogBuffer()
+        self._artifact_uris[run_id] = active.info.artifact_uri  # no runs/get at upload time
+        self._announce(context, run_id, experiment_id)
+        return run_id
+
+    def _record_params(self, run_id: str, params: dict[str, str]) -> None:
+        self._buffers[run_id].add_params(params)
+        self._flush_if_full(run_id)
+
+    def _record_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self._buffers[run_id].add_metrics(metrics, step)
+        self._flush_if_full(run_id)
+
+    def _record_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._buffers[run_id].add_tags(tags)
+        self._flush_if_full(run_id)
+
+    def _record_artifact(self, run_id: str, path: Path, artifact_path: str | None) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self.flush(run_id)  # what was logged before the upload is on the run before the file
+        repository = get_artifact_repository(
+            self._artifact_uris[run_id], tracking_uri=self.tracking_uri
+        )
+        if path.is_dir():  # as MlflowClient.log_artifact does: keep the directory's name
+            repository.log_artifacts(str(path), posixpath.join(artifact_path or "", path.name))
+        else:
+            repository.log_artifact(str(path), artifact_path)
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Send what is buffered for the run now (also done when full, and at close)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        run_id = self._open_run(run_id).run_id
+        batch = self._buffers[run_id].take()
+        if batch.empty:
+            return
+        self._mlflow_client().log_batch(
+            run_id,
+            metrics=[Metric(key, value, ts, step) for key, value, ts, step in batch.metrics],
+            params=[Param(key, value) for key, value in batch.params.items()],
+            tags=[RunTag(key, value) for key, value in batch.tags.items()],
+        )
+
+    def _end(self, run_id: str, status: RunStatus) -> None:
+        try:
+            self.flush(run_id)
+        except BaseException:
+            self._terminate(run_id, "FAILED")  # never leave it RUNNING; the error still raises
+            raise
+        self._terminate(run_id, status)
+
+    def _terminate(self, run_id: str, status: RunStatus) -> None:
+        mlflow = import_mlflow()
+        self._buffers.pop(run_id, None)
+        self._artifact_uris.pop(run_id, None)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)
+        else:  # someone ended or nested MLflow's active run: end ours by id
+            self._mlflow_client().set_terminated(run_id, status)
+
+    def _flush_if_full(self, run_id: str) -> None:
+        if self._buffers[run_id].full:
+            self.flush(run_id)
+
+    def _announce(self, context: AssetExecutionContext, run_id: str, experiment_id: str) -> None:
+        """Materialization metadata and a log line that say where the run is and how to see it."""
+        metadata: dict[str, Any] = {"mlflow_run_id": run_id, "mlflow_experiment": self.experiment}
+        ui_base = self.mlflow_ui_url or (None if self.local_store else self.tracking_uri)
+        where = f"MLflow run {run_id} in experiment {self.experiment!r}"
+        if ui_base:
+            url = f"{ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+            metadata["mlflow_run_url"] = MetadataValue.url(url)
+            message = f"{where}: {url}"
+        else:
+            command = f"mlflow ui --backend-store-uri {self.tracking_uri}"
+            metadata["mlflow_ui_command"] = command
+            message = f"{where} (local store {self.tracking_uri}); open the UI with `{command}`"
+        context.add_asset_metadata(metadata, asset_key=context.asset_key)
+        context.log.info(message)
+
+    @property
+    def local_store(self) -> bool:
+        """Whether runs go to a store on this machine's disk (no server)."""
+        return is_local_store(self.tracking_uri)
+
+    def _mlflow_client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = import_mlflow().MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    # -- the experiment, once per process -------------------------------------
+
+    def _experiment_id(self) -> str:
+        key = (self.tracking_uri, self.experiment)
+        if key not in _experiment_ids:
+            _experiment_ids[key] = self._find_or_create_experiment()
+        return _experiment_ids[key]
+
+    def _find_or_create_experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        if self.local_store:
+            experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
+        else:
+            experiment = self._server_experiment()
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise RuntimeError(
+                    f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted: "
+                    f"restore it (`mlflow experiments restore --experiment-id "
+                    f"{experiment.experiment_id}`) or set MLFLOW_EXPERIMENT to another name."
+                )
+            return experiment.experiment_id
+        try:
+            return self._create_experiment()
+        except MlflowException:
+            # Another process created it between our lookup and create.
+            experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _create_experiment(self) -> str:
+        if urlparse(self.tracking_uri).scheme != "sqlite":
+            return self._mlflow_client().create_experiment(self.experiment)
+        # MLflow's client would put a SQLite store's artifacts under ./mlruns of whatever
+        # directory the process runs in; keep them next to the database instead.
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        artifacts = local_store_path(self.tracking_uri).parent / "mlartifacts"
+        return SqlAlchemyStore(self.tracking_uri, str(artifacts)).create_experiment(self.experiment)
+
+    def _server_experiment(self) -> Any:
+        """Look the experiment up, failing in seconds with the fix when no server answers.
+
+        MLflow's client retries for minutes on a closed port and has no per-call
+        override, so this first request goes through MLflow's own ``http_request``
+        with no retries and a short timeout; it doubles as the reachability check.
+        """
+        import_mlflow()
+        from mlflow.entities import Experiment
+        from mlflow.protos.service_pb2 import GetExperimentByName
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.proto_json_utils import parse_dict
+        from mlflow.utils.rest_utils import http_request
+
+        where = f"MLflow Tracking server at {self.tracking_uri} (from {self.tracking_uri_source})"
+        fix = (
+            f"Start the server or correct {self.tracking_uri_source}; to run without MLflow, "
+            "set MLFLOW_USE_TRACKING=false."
+        )
+        try:
+            response = http_request(
+                get_default_host_creds(self.tracking_uri),
+                EXPERIMENT_BY_NAME,
+                "GET",
+                params={"experiment_name": self.experiment},
+                max_retries=0,
+                backoff_factor=0,
+                timeout=self.connect_timeout_seconds,
+                raise_on_status=False,
+            )
+        except Exception as exc:
+            # The cause's traceback repeats the same thing at length: the reason is enough.
+            reason = unreachable_reason(exc, self.connect_timeout_seconds)
+            raise MlflowUnreachableError(f"{where} is not reachable ({reason}). {fix}") from None
+        if response.status_code == 200:
+            parsed = parse_dict(response.json(), GetExperimentByName.Response())
+            return Experiment.from_proto(parsed.experiment)
+        if response.status_code == 404 and "RESOURCE_DOES_NOT_EXIST" in response.text:
+            return None
+        if response.status_code == 403 and "Invalid Host header" in response.text:
+            raise MlflowUnreachableError(
+                f"{where} refused the request (403): the server's --allowed-hosts does not list "
+                f"this host name. Add it to the server's allowed hosts. {fix}"
+            )
+        if response.status_code in (401, 403):
+            raise MlflowUnreachableError(
+                f"{where} refused the credentials (HTTP {response.status_code}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
+                f"to an account that may read and create experiments. {response.text[:200]!r}"
+            )
+        raise MlflowUnreachableError(
+            f"{where} answered HTTP {response.status_code} to {EXPERIMENT_BY_NAME}: "
+            f"{response.text[:200]!r}. Is it an MLflow Tracking server? {fix}"
+        )
+
+
+def unreachable_reason(error: BaseException, timeout: float) -> str:
+    """A few words on why a request failed, from the exception and the ones it wraps."""
+    import requests
+
+    chain = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, requests.exceptions.Timeout) for e in chain) or "timed out" in text:
+        return f"no answer within {timeout:g} s"
+    if "refused" in text:
+        return "connection refused"
+    if "resolve" in text or "Name or service not known" in text or "nodename" in text:
+        return "the host name does not resolve"
+    return f"{type(chain[-1]).__name__}: {str(chain[-1])[:200]}"
