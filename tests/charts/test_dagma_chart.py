@@ -238,12 +238,13 @@ def test_helm_test_pod_script_is_valid_python() -> None:
     compile(pod["spec"]["containers"][0]["args"][0], "helm-test", "exec")
 
 
-def test_helm_test_pod_uses_the_dagster_chart_version_when_the_tag_is_empty() -> None:
+def test_an_empty_user_code_tag_is_refused_not_replaced_by_the_dagster_version() -> None:
+    # The Dagster chart would pull <repository>:<its own version>, an image nobody built.
     image = {"repository": "registry.example.com/dagma", "tag": "", "pullPolicy": "Always"}
-    pod = _dagma_test_pod(render_umbrella(_user_deployment(image=image)))
-    assert pod["spec"]["containers"][0]["image"] == (
-        f"registry.example.com/dagma:{dagster_version_in_lock()}"
-    )
+    with pytest.raises(helm_python.HelmError) as refused:
+        render_umbrella(_user_deployment(image=image))
+    assert "image.tag is empty" in str(refused.value)
+    assert dagster_version_in_lock() in str(refused.value)
 
 
 def test_notes_give_both_port_forwards_and_where_to_materialize() -> None:

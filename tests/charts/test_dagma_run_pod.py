@@ -150,6 +150,17 @@ def test_run_pod_meets_pod_security_restricted(case: RunCase) -> None:
     assert restricted_violations(case.job["spec"]["template"]["spec"]) == []
 
 
+def test_run_pod_root_filesystem_is_read_only_with_writable_home_and_tmp(case: RunCase) -> None:
+    spec = case.job["spec"]["template"]["spec"]
+    container = _container(case.job)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    # HOME (MLflow's client files), DAGSTER_HOME (logs, compute logs) and temporary files.
+    for path in ("/home/dagma", "/opt/dagster/dagster_home", "/tmp"):
+        assert "emptyDir" in mounts[path], (path, mounts.get(path))
+
+
 def test_run_job_is_a_valid_kubernetes_job(case: RunCase) -> None:
     validate_strict([case.job])
 
@@ -184,7 +195,7 @@ def test_mlflow_network_policy_admits_the_run_pods(tmp_path: Path) -> None:
     # Run pods carry dagster-k8s's labels (app.kubernetes.io/instance=dagster), not the
     # release's: production's NetworkPolicy must still let them reach MLflow.
     files = values_paths(["production.yaml"])
-    policy = render_umbrella(values_files=files).one("NetworkPolicy")
+    policy = render_umbrella(values_files=files).one("NetworkPolicy", "dagma-mlflow")
     job = build_run_job(files, tmp_path)
     labels = job["spec"]["template"]["metadata"]["labels"]
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
@@ -194,7 +205,11 @@ def test_mlflow_network_policy_admits_the_run_pods(tmp_path: Path) -> None:
 
 def test_mlflow_network_policy_admits_the_code_location_and_the_helm_test() -> None:
     rendered = render_umbrella(values_files=values_paths(["production.yaml"]))
-    peers = [p for rule in rendered.one("NetworkPolicy")["spec"]["ingress"] for p in rule["from"]]
+    peers = [
+        p
+        for rule in rendered.one("NetworkPolicy", "dagma-mlflow")["spec"]["ingress"]
+        for p in rule["from"]
+    ]
     selectors = [p["podSelector"] for p in peers if "namespaceSelector" not in p]
     # The user-deployments chart labels its pods with the release (selector labels).
     code_location = {
@@ -209,7 +224,9 @@ def test_mlflow_network_policy_admits_the_code_location_and_the_helm_test() -> N
 
 
 def test_mlflow_network_policy_check_is_not_vacuous() -> None:
-    policy = render_umbrella(values_files=values_paths(["production.yaml"])).one("NetworkPolicy")
+    policy = render_umbrella(values_files=values_paths(["production.yaml"])).one(
+        "NetworkPolicy", "dagma-mlflow"
+    )
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
     stranger = {"app.kubernetes.io/instance": "dagster", "app.kubernetes.io/name": "dagster"}
     assert not any(_selects(p["podSelector"], stranger) for p in peers if "podSelector" in p)

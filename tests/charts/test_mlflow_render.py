@@ -162,7 +162,8 @@ def test_migration_job_upgrades_the_server_database_once_per_revision():
     job = install.one("Job")
     assert "helm.sh/hook" not in job["metadata"].get("annotations", {})
     [step] = container_spec.containers(job)
-    assert step["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
+    # The URI (a password with PostgreSQL) comes from the environment, never the command line.
+    assert step["command"] == ["python", "/opt/mlflow-chart/migrate.py", "tracking"]
     assert (
         _env(step)["MLFLOW_BACKEND_STORE_URI"] == _env(_server(install))["MLFLOW_BACKEND_STORE_URI"]
     )
@@ -173,11 +174,9 @@ def test_migration_job_also_upgrades_the_auth_database_when_auth_is_on():
     job = render("mlflow", OPTIONS["auth"]).one("Job")
     steps = [c["name"] for c in container_spec.containers(job)]
     assert steps == ["tracking-schema", "auth-schema"]
-    assert container_spec.container(job, "auth-schema")["command"][:3] == [
-        "python",
-        "-m",
-        "mlflow.server.auth",
-    ]
+    auth = container_spec.container(job, "auth-schema")
+    assert auth["command"] == ["python", "/opt/mlflow-chart/migrate.py", "auth"]
+    assert _env(auth)["MLFLOW_AUTH_DATABASE_URI"]["value"].startswith("sqlite:///")
 
 
 def test_server_pod_waits_for_the_schema_before_anything_else(default: Rendered):

@@ -112,15 +112,16 @@ def test_notes_tell_how_to_read_the_login_without_printing_it():
     assert "get secret mlflow-admin -o jsonpath='{.data.password}'" in notes
 
 
-def test_network_policy_admits_only_release_pods_on_the_server_port():
+def test_network_policy_admits_only_release_pods_and_labelled_clients_on_the_server_port():
     rendered = render("mlflow", NETWORK_POLICY)
-    policy = rendered.one("NetworkPolicy")
+    policy = rendered.one("NetworkPolicy", "dagma-mlflow")
     server_labels = rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["podSelector"] == {"matchLabels": server_labels}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
     assert rule["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "dagma"}}}
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "dagma"}}},
+        {"podSelector": {"matchLabels": {"dagma/mlflow-client": "true"}}},
     ]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     # The helm test Pod is one of the release's pods, so the policy lets it in.
@@ -131,8 +132,22 @@ def test_network_policy_admits_only_release_pods_on_the_server_port():
 def test_network_policy_takes_extra_peers():
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     rendered = render("mlflow", {"networkPolicy": {"enabled": True, "extraIngressFrom": [peer]}})
-    assert peer in rendered.one("NetworkPolicy")["spec"]["ingress"][0]["from"]
+    peers = rendered.one("NetworkPolicy", "dagma-mlflow")["spec"]["ingress"][0]["from"]
+    assert peers[2:] == [peer]
+    # Replacing the list keeps the release's pods and the labelled clients (run pods).
+    assert {"podSelector": {"matchLabels": {"dagma/mlflow-client": "true"}}} in peers[:2]
 
 
 def test_no_network_policy_unless_asked():
     assert render("mlflow").of_kind("NetworkPolicy") == []
+
+
+def test_network_policy_closes_the_pods_that_serve_nothing():
+    rendered = render("mlflow", NETWORK_POLICY)
+    deny = rendered.one("NetworkPolicy", "dagma-mlflow-deny-ingress")
+    assert deny["spec"]["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny["spec"]  # no rule: no connection admitted
+    selector = deny["spec"]["podSelector"]["matchLabels"]
+    for doc in _pods(rendered):
+        template = doc if doc["kind"] == "Pod" else doc["spec"]["template"]
+        assert selector.items() <= template["metadata"]["labels"].items(), doc["metadata"]["name"]

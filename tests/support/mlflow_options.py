@@ -22,20 +22,22 @@ S3 = {
 }
 AUTH = {"auth": {"enabled": True, "existingSecret": "mlflow-admin"}}
 NETWORK_POLICY = {"networkPolicy": {"enabled": True}}
+# An ingress without MLflow's own login: only as an explicit opt-in (a proxy in front logs in).
 INGRESS = {
     "ingress": {
         "enabled": True,
         "className": "nginx",
         "hosts": ["mlflow.example.com"],
         "tls": [{"hosts": ["mlflow.example.com"], "secretName": "mlflow-tls"}],
-    }
+    },
+    "auth": {"allowUnauthenticatedExposure": True},
 }
 EXTERNAL = {
     **POSTGRESQL,
     **S3,
-    **AUTH,
     **NETWORK_POLICY,
     **INGRESS,
+    **AUTH,
     "replicaCount": 2,
     "server": {"workers": 2},
     "serviceAccount": {"create": True, "annotations": {"eks.amazonaws.com/role-arn": "arn:x"}},
@@ -50,6 +52,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "auth-postgresql": {**AUTH, **POSTGRESQL},
     "network-policy": NETWORK_POLICY,
     "ingress": INGRESS,
+    "ingress-with-auth": {**INGRESS, **AUTH},
     "existing-claim": {"persistence": {"existingClaim": "mlflow-data"}},
     "read-write-many": {"persistence": {"accessMode": "ReadWriteMany", "storageClass": "nfs"}},
     "everything-external": EXTERNAL,

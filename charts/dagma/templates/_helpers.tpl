@@ -82,6 +82,13 @@ than run pods that silently lack the MLflow settings.
 {{- if not (has $secret $secrets) -}}
 {{- fail (printf "%s.envSecrets is %v but must name the MLflow credentials Secret %q (tracking.existingSecret, else tracking.secretName): add `- name: %s`." $where $secrets $secret $secret) -}}
 {{- end -}}
+{{- $tag := ($deployment.image | default dict).tag -}}
+{{- if and $tag (not (kindIs "string" $tag)) -}}
+{{- fail (printf "%s.image.tag is the number %v: YAML reads an unquoted 1.10 as 1.1. Quote it: tag: \"%v\"." $where $tag $tag) -}}
+{{- end -}}
+{{- if not $tag -}}
+{{- fail (printf "%s.image.tag is empty: the Dagster chart would pull the image tagged with its own version (%s), not dagma's. Set the tag of the image you built, e.g. %q." $where (include "dagma.dagsterChartVersion" $) $.Chart.AppVersion) -}}
+{{- end -}}
 {{- $include := $deployment.includeConfigInLaunchedRuns | default dict -}}
 {{- if eq (toString $include.enabled) "false" -}}
 {{- fail (printf "%s.includeConfigInLaunchedRuns.enabled is false: run pods would not get the MLflow ConfigMap and Secret. Set it to true." $where) -}}
@@ -92,4 +99,25 @@ than run pods that silently lack the MLflow settings.
 {{/* Version of the `dagster` dependency in Chart.yaml (the Dagster chart's default image tag). */}}
 {{- define "dagma.dagsterChartVersion" -}}
 {{- range .Chart.Dependencies }}{{ if eq .Name "dagster" }}{{ .Version }}{{ end }}{{ end -}}
+{{- end -}}
+
+{{/*
+Checks the schemas cannot express: fail the render with the value's name and the fix.
+Secret values are never echoed in the messages.
+*/}}
+{{- define "dagma.validate" -}}
+{{- include "dagma.checkDagsterReferences" . -}}
+{{- range $key := list "uri" "uiUrl" "dagsterUiUrl" -}}
+{{- $url := index $.Values.tracking $key | default "" -}}
+{{- if regexMatch "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@" $url -}}
+{{- fail (printf "tracking.%s carries credentials (user:password@host): it would land in the ConfigMap %s, readable by anyone who can read ConfigMaps. Remove them from the URL and put them in tracking.existingSecret (keys MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)." $key $.Values.tracking.configMapName) -}}
+{{- end -}}
+{{- end -}}
+{{- $mlflow := .Values.mlflow | default dict -}}
+{{- if and (include "dagma.mlflowEnabled" .) ($mlflow.networkPolicy | default dict).enabled -}}
+{{- $launcher := ((((.Values.dagster.runLauncher | default dict).config | default dict).k8sRunLauncher) | default dict) -}}
+{{- if ne (toString (index ($launcher.labels | default dict) "dagma/mlflow-client")) "true" -}}
+{{- fail "mlflow.networkPolicy.enabled admits run pods by their label dagma/mlflow-client: \"true\", but dagster.runLauncher.config.k8sRunLauncher.labels does not set it: every run would be cut off from MLflow. Add the label (see charts/dagma/values.yaml)." -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -140,12 +140,15 @@ app.kubernetes.io/part-of: dagma
 {{- $hosts | uniq | join "," }}
 {{- end }}
 
+{{/* The label that admits a pod outside the release (Dagster's run pods) through the NetworkPolicy. */}}
+{{- define "mlflow.clientLabel" -}}dagma/mlflow-client{{- end }}
+
 {{/* Security: the restricted Pod Security Standard, for every pod ------------------------ */}}
 {{- define "mlflow.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: {{ .Values.podSecurityContext.runAsUser }}
-runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
-fsGroup: {{ .Values.podSecurityContext.fsGroup }}
+runAsUser: {{ .Values.podSecurityContext.runAsUser | int64 }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup | int64 }}
+fsGroup: {{ .Values.podSecurityContext.fsGroup | int64 }}
 fsGroupChangePolicy: OnRootMismatch
 seccompProfile:
   type: RuntimeDefault
@@ -153,8 +156,8 @@ seccompProfile:
 
 {{- define "mlflow.containerSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: {{ .Values.podSecurityContext.runAsUser }}
-runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+runAsUser: {{ .Values.podSecurityContext.runAsUser | int64 }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup | int64 }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 privileged: false
@@ -184,14 +187,48 @@ seccompProfile:
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "ingress.enabled=true needs at least one host in ingress.hosts" }}
 {{- end }}
-{{- range .Values.server.extraArgs }}
-{{- if or (hasPrefix "--default-artifact-root" .) (hasPrefix "--no-serve-artifacts" .) (hasPrefix "--artifacts-only" .) }}
-{{- fail (printf "server.extraArgs may not contain %q: the chart always proxies artifacts (--serve-artifacts) so clients never get a local artifact root" .) }}
+{{- if and (or .Values.ingress.enabled (ne .Values.service.type "ClusterIP")) (not .Values.auth.enabled) (not .Values.auth.allowUnauthenticatedExposure) }}
+{{- fail (printf "%s exposes the MLflow server outside the cluster with no login (auth.enabled=false): anyone who reaches it can read and delete runs. Set auth.enabled=true, or set auth.allowUnauthenticatedExposure=true if something in front of it authenticates" (ternary "ingress.enabled=true" (printf "service.type=%s" .Values.service.type) .Values.ingress.enabled)) }}
+{{- end }}
+{{- range .Values.server.extraAllowedHosts }}
+{{- if eq . "*" }}
+{{- fail "server.extraAllowedHosts may not contain \"*\": it turns MLflow's Host-header check off (DNS rebinding protection). List the host names clients use instead, e.g. mlflow.example.com or *.example.com" }}
 {{- end }}
 {{- end }}
-{{- range .Values.server.extraEnv }}
-{{- if has .name (list "MLFLOW_DEFAULT_ARTIFACT_ROOT" "MLFLOW_ARTIFACTS_ONLY") }}
-{{- fail (printf "server.extraEnv may not set %s: the chart always proxies artifacts so clients never get a local artifact root" .name) }}
+{{- range $index, $arg := .Values.server.extraArgs }}
+{{- $flag := regexFind "^-[^=]*" $arg }}
+{{- $where := printf "server.extraArgs[%d] (%s)" $index (default "a value" $flag) }}
+{{- range $managed := list "--backend-store-uri" "--default-artifact-root" "--serve-artifacts" "--no-serve-artifacts" "--artifacts-only" "--artifacts-destination" "--host" "--port" "--workers" "--allowed-hosts" "--app-name" }}
+{{- if or (eq $arg $managed) (hasPrefix (printf "%s=" $managed) $arg) }}
+{{- fail (printf "%s: the chart sets %s itself (it always proxies artifacts, binds the Service's port, and derives the allowed hosts and the stores from values); set the matching chart value instead, see charts/mlflow/README.md" $where $managed) }}
+{{- end }}
+{{- end }}
+{{- range $short := list "-h" "-p" "-w" }}
+{{- if hasPrefix $short $arg }}
+{{- fail (printf "%s: the chart sets --host, --port and --workers itself; use server.port and server.workers" $where) }}
+{{- end }}
+{{- end }}
+{{- range $unsafe := list "--disable-security-middleware" "--gunicorn-opts" "--waitress-opts" }}
+{{- if or (eq $arg $unsafe) (hasPrefix (printf "%s=" $unsafe) $arg) }}
+{{- fail (printf "%s: %s turns off MLflow's Host-header and CORS protection (only the default uvicorn server has it); the chart keeps it on. Remove it" $where $unsafe) }}
+{{- end }}
+{{- end }}
+{{- range $store := list "--registry-store-uri" "--read-replica-backend-store-uri" "--workspace-store-uri" }}
+{{- if or (eq $arg $store) (hasPrefix (printf "%s=" $store) $arg) }}
+{{- fail (printf "%s: a database URI on the command line shows its password in ps and in the pod spec; set %s in server.extraEnv with valueFrom.secretKeyRef instead" $where (upper (replace "-" "_" (printf "MLFLOW%s" (trimPrefix "-" $store))))) }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "://[^/@\\s]*:[^/@\\s]*@" $arg }}
+{{- fail (printf "%s holds a URL with a password (user:password@): it would show in ps and in the pod spec. Put it in a Secret and pass it through server.extraEnv with valueFrom.secretKeyRef" $where) }}
+{{- end }}
+{{- end }}
+{{- $managedEnv := list "MLFLOW_BACKEND_STORE_URI" "MLFLOW_DEFAULT_ARTIFACT_ROOT" "MLFLOW_SERVE_ARTIFACTS" "MLFLOW_ARTIFACTS_ONLY" "MLFLOW_ARTIFACTS_DESTINATION" "MLFLOW_HOST" "MLFLOW_PORT" "MLFLOW_WORKERS" "MLFLOW_SERVER_ALLOWED_HOSTS" "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE" "MLFLOW_GUNICORN_OPTS" "MLFLOW_SERVER_ENABLE_JOB_EXECUTION" "MLFLOW_AUTH_CONFIG_PATH" "MLFLOW_AUTH_DATABASE_URI" "MLFLOW_AUTH_ADMIN_USERNAME" "MLFLOW_AUTH_ADMIN_PASSWORD" "MLFLOW_FLASK_SERVER_SECRET_KEY" "MLFLOW_S3_ENDPOINT_URL" "AWS_DEFAULT_REGION" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "MLFLOW_DISABLE_TELEMETRY" "DO_NOT_TRACK" "HOME" "PYTHONUNBUFFERED" }}
+{{- range $index, $item := .Values.server.extraEnv }}
+{{- if has $item.name $managedEnv }}
+{{- fail (printf "server.extraEnv[%d] sets %s, which the chart manages (it always proxies artifacts; stores, hosts and credentials come from values and Secrets); set the matching chart value instead, see charts/mlflow/README.md" $index $item.name) }}
+{{- end }}
+{{- if and (hasKey $item "value") (or (regexMatch "(?i)(password|passwd|secret|token|credential|_key$)" $item.name) (regexMatch "://[^/@\\s]*:[^/@\\s]*@" (toString $item.value))) }}
+{{- fail (printf "server.extraEnv[%d] (%s) carries a secret as a plain value: it would be readable in the Deployment. Use valueFrom.secretKeyRef" $index $item.name) }}
 {{- end }}
 {{- end }}
 {{- end }}
