@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import jsonschema
@@ -10,11 +9,11 @@ import pytest
 from support.dagster_chart import user_deployment
 from support.helm import ROOT
 from support.skaffold import (
-    SKAFFOLD_SCHEMA,
     expand_templates,
     helm_values,
     image_env_name,
     load_config,
+    load_schema,
     with_profile,
 )
 from support.umbrella import effective_values, render_umbrella
@@ -34,7 +33,7 @@ def _release(config: dict) -> dict:
 def test_skaffold_yaml_is_valid_for_v4beta14() -> None:
     config = load_config()
     assert config["apiVersion"] == "skaffold/v4beta14"
-    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+    schema = load_schema()
     jsonschema.Draft7Validator(schema).validate(config)
     for profile in PROFILES:
         jsonschema.Draft7Validator(schema).validate(with_profile(config, profile))
@@ -43,7 +42,7 @@ def test_skaffold_yaml_is_valid_for_v4beta14() -> None:
 def test_schema_check_rejects_a_misspelt_key() -> None:
     config = load_config()
     _release(config)["valueFiles"] = ["values/kind.yaml"]
-    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+    schema = load_schema()
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(config)
 

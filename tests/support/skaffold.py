@@ -12,6 +12,7 @@ new one-element list that later replaces the chart's default list whole
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,13 +21,18 @@ import helm_python
 import yaml
 
 from support.helm import ROOT, load_values_files
+from support.reference_data import reference_file
 
 SKAFFOLD_YAML = ROOT / "skaffold.yaml"
-SKAFFOLD_SCHEMA = ROOT.parent / "shared" / "reference" / "skaffold" / "v4beta14.json"
 
 
 def load_config() -> dict[str, Any]:
     return yaml.safe_load(SKAFFOLD_YAML.read_text())
+
+
+def load_schema() -> dict[str, Any]:
+    """Skaffold's ``skaffold/v4beta14`` JSON schema, from the reference data."""
+    return json.loads(reference_file("skaffold/v4beta14.json").read_text())
 
 
 def with_profile(config: Mapping[str, Any], name: str) -> dict[str, Any]:
