@@ -157,3 +157,44 @@ def test_a_uri_for_a_driver_the_image_lacks_fails_at_once_with_the_fix(
     assert result.returncode == 2
     assert "postgresql+psycopg2://" in result.stderr
     assert "pw@" not in result.stdout + result.stderr, "the password was printed"
+
+
+def _password(credentials: dict[str, dict[str, str]]) -> str:
+    from sqlalchemy.engine import make_url
+
+    password = make_url(credentials["mlflow-db"]["uri"]).password
+    assert password and len(password) >= 8, "the test database needs a real password"
+    return str(password)
+
+
+def test_the_database_password_is_in_no_command_line_and_no_log(
+    pod: mlflow_pods.ServerPod,
+    rendered: Rendered,
+    credentials: dict[str, dict[str, str]],
+    tmp_path: Path,
+):
+    password = _password(credentials)
+    localize = mlflow_pods.localizer(rendered, tmp_path, pod.volume, credentials)
+    outputs = {"server log": pod.log()}
+    for doc in (rendered.one("Job"), rendered.one("Deployment"), *rendered.tests):
+        for spec in container_spec.containers(doc):
+            local = localize(doc, spec["name"])
+            # The argv after the kubelet's $(VAR) expansion: what ps and the pod spec show.
+            assert password not in " ".join(local.argv), f"{doc['kind']}/{spec['name']} argv"
+            assert any(password in value for value in local.env.values()) or (
+                "MLFLOW_BACKEND_STORE_URI" not in local.env
+            ), "the URI did not reach the container's environment"
+    for step in container_spec.containers(rendered.one("Job")):
+        result = localize(rendered.one("Job"), step["name"]).run(timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs[f"Job {step['name']}"] = result.stdout + result.stderr
+    # The running server's processes, as ps shows them.
+    for pid in container_spec.process_tree(pod.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        assert password not in cmdline, f"process {pid}: {cmdline}"
+    leaked = [where for where, text in outputs.items() if password in text]
+    assert not leaked, f"the database password was printed in: {leaked}"
+    assert "***" in outputs["Job tracking-schema"]  # the Job names the database, password hidden
