@@ -1,10 +1,12 @@
 """Runs never stay RUNNING, and a missing server fails fast with a message people can act on."""
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow as mlflow_module
 import pytest
@@ -92,7 +94,7 @@ def test_close_run_failed_inside_except_records_the_exception(
     result = materialize([handles_its_error], resources={"tracking": tracking})
     run = client.get_run(result.output_for_node("handles_its_error"))
     assert run.info.status == "FAILED"
-    assert run.data.tags["dagster.failure"] == 'KeyError: "feature \'age\' missing"'
+    assert run.data.tags["dagster.failure"] == "KeyError: \"feature 'age' missing\""
 
 
 def test_finished_runs_carry_no_failure_tag(
@@ -216,3 +218,28 @@ def test_missing_mlflow_client_names_the_package_to_install() -> None:
     assert result.returncode != 0
     assert "pip install mlflow-skinny" in result.stderr
     assert "MLFLOW_USE_TRACKING=false" in result.stderr
+
+
+def test_unreachable_server_message_comes_first_in_dagsters_cli_output(tmp_path: Path) -> None:
+    # What a user reads after `dagster asset materialize` against a server that is down.
+    uri = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_USE_TRACKING="true", MLFLOW_TRACKING_URI=uri, DAGSTER_HOME=str(tmp_path))
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize",
+        "-m", "dagma.definitions", "--select", "train_model_stub",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    message = f"MLflow Tracking server at {uri} (from MLFLOW_TRACKING_URI) is not reachable"
+    # The step's error starts with the message and its fix, not with a Dagster wrapper.
+    after_failure = output.split("STEP_FAILURE", 1)[1].strip().splitlines()
+    first_error = next(line for line in after_failure[1:] if line.strip())
+    assert message in first_error, output[-3000:]
+    assert "MLFLOW_USE_TRACKING=false" in first_error
+    # Once for the step, once in Dagster's run summary; no chained copies of the cause.
+    assert output.count(message) == 2, output[-3000:]
+    assert "The above exception was" not in output
+    assert "DagsterExecutionStepExecutionError" not in output
+    assert "Max retries exceeded" not in output

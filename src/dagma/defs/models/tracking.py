@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import AssetExecutionContext, Failure, MetadataValue
 from pydantic import PrivateAttr
 
 from dagma.defs.models.batching import LogBuffer
@@ -38,8 +38,12 @@ EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 _experiment_ids: dict[tuple[str, str], str] = {}
 
 
-class MlflowUnreachableError(RuntimeError):
-    """The MLflow Tracking server did not answer; tracking never falls back to the stub."""
+class MlflowUnreachableError(Failure):
+    """The MLflow Tracking server did not answer; tracking never falls back to the stub.
+
+    A Dagster ``Failure``: Dagster reports its message as the step's error as is,
+    instead of wrapping it under a generic "Error occurred while executing op".
+    """
 
 
 def import_mlflow() -> Any:
@@ -203,7 +207,10 @@ class MlflowTrackingResource(MlflowRunRecorder):
     def _find_or_create_experiment(self) -> str:
         from mlflow.exceptions import MlflowException
 
-        if self.local_store:
+        if urlparse(self.tracking_uri).scheme == "sqlite":
+            # Creates the database (and its Default experiment) on first use, artifacts beside it.
+            experiment = self._sqlite_store().get_experiment_by_name(self.experiment)
+        elif self.local_store:
             experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
         else:
             experiment = self._server_experiment()
@@ -225,14 +232,22 @@ class MlflowTrackingResource(MlflowRunRecorder):
             return experiment.experiment_id
 
     def _create_experiment(self) -> str:
-        if urlparse(self.tracking_uri).scheme != "sqlite":
-            return self._mlflow_client().create_experiment(self.experiment)
-        # MLflow's client would put a SQLite store's artifacts under ./mlruns of whatever
-        # directory the process runs in; keep them next to the database instead.
+        if urlparse(self.tracking_uri).scheme == "sqlite":
+            return self._sqlite_store().create_experiment(self.experiment)
+        return self._mlflow_client().create_experiment(self.experiment)
+
+    def _sqlite_store(self) -> Any:
+        """The database store, with artifacts kept next to the database file.
+
+        MLflow's client would put them under ./mlruns of whatever directory the
+        process happens to run in (and record that path for the Default experiment
+        when it creates the database), which differs between run pods and `dagster dev`.
+        """
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        artifacts = local_store_path(self.tracking_uri).parent / "mlartifacts"
-        return SqlAlchemyStore(self.tracking_uri, str(artifacts)).create_experiment(self.experiment)
+        database = Path(local_store_path(self.tracking_uri))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return SqlAlchemyStore(self.tracking_uri, str(database.parent / "mlartifacts"))
 
     def _server_experiment(self) -> Any:
         """Look the experiment up, failing in seconds with the fix when no server answers.
