@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
+SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
 # Experiment ids by (tracking URI, experiment name): looked up once per process.
 _experiment_ids: dict[tuple[str, str], str] = {}
 
@@ -92,9 +95,6 @@ class MlflowTrackingResource(MlflowRunRecorder):
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
         experiment_id = self._experiment_id()
-        # The resource logs the run's link itself; MLflow's own "View run" line costs a
-        # runs/get at every end_run. A user's explicit setting wins.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
         active = mlflow.start_run(
@@ -161,10 +161,11 @@ class MlflowTrackingResource(MlflowRunRecorder):
         self._buffers.pop(run_id, None)
         self._artifact_uris.pop(run_id, None)
         active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(status)
-        else:  # someone ended or nested MLflow's active run: end ours by id
-            self._mlflow_client().set_terminated(run_id, status)
+        with _no_run_link_print():
+            if active is not None and active.info.run_id == run_id:
+                mlflow.end_run(status)
+            else:  # someone ended or nested MLflow's active run: end ours by id
+                self._mlflow_client().set_terminated(run_id, status)
 
     def _flush_if_full(self, run_id: str) -> None:
         if self._buffers[run_id].full:
@@ -284,8 +285,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
             reason = unreachable_reason(exc, self.connect_timeout_seconds)
             raise MlflowUnreachableError(f"{where} is not reachable ({reason}). {fix}") from None
         if response.status_code == 200:
-            parsed = parse_dict(response.json(), GetExperimentByName.Response())
-            return Experiment.from_proto(parsed.experiment)
+            found = GetExperimentByName.Response()
+            parse_dict(response.json(), found)  # fills ``found`` in place
+            return Experiment.from_proto(found.experiment)
         if response.status_code == 404 and "RESOURCE_DOES_NOT_EXIST" in response.text:
             return None
         if response.status_code == 403 and "Invalid Host header" in response.text:
@@ -303,6 +305,23 @@ class MlflowTrackingResource(MlflowRunRecorder):
             f"{where} answered HTTP {response.status_code} to {EXPERIMENT_BY_NAME}: "
             f"{response.text[:200]!r}. Is it an MLflow Tracking server? {fix}"
         )
+
+
+@contextmanager
+def _no_run_link_print() -> Iterator[None]:
+    """Ending a run without MLflow's "View run" line, which costs a runs/get to print.
+
+    The resource has logged the run's link already. Only for this call, so other
+    code in the process keeps MLflow's default; a user's explicit setting wins.
+    """
+    if SUPPRESS_RUN_LINK in os.environ:
+        yield
+        return
+    os.environ[SUPPRESS_RUN_LINK] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(SUPPRESS_RUN_LINK, None)
 
 
 def unreachable_reason(error: BaseException, timeout: float) -> str:
