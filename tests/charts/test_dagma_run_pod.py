@@ -10,31 +10,15 @@ instead of the in-cluster one); nothing talks to a cluster.
 
 from __future__ import annotations
 
-import json
-import sys
-import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-import kubernetes
 import pytest
-from dagster._config import process_config
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._grpc.server import LoadedRepositories
-from dagster._grpc.types import ExecuteRunArgs
-from dagster_k8s import K8sRunLauncher
-from dagster_k8s.job import construct_dagster_k8s_job, get_job_name_from_run_id
-from support.dagster_chart import (
-    image_name,
-    k8s_run_launcher_config,
-    user_code_container_context,
-    user_deployment,
-)
+from support.dagster_chart import user_deployment
 from support.helm import validate_strict
+from support.network_policy import selects
 from support.pss import restricted_violations
-from support.run_launch import offline_kubeconfig
+from support.run_pod import USER_CODE, build_run_job
 from support.umbrella import (
     NAMESPACE,
     RELEASE,
@@ -45,66 +29,6 @@ from support.umbrella import (
 )
 
 VALUE_SETS = {"defaults": [], **{name: [name] for name in VALUES_FILES}}
-USER_CODE = "dagma-user-code"
-ASSET_JOB = "__ASSET_JOB"  # the implicit job a materialization of train_model_stub runs
-
-
-def build_run_job(values_files: list[Path], workdir: Path) -> dict:
-    """The Job manifest the K8sRunLauncher would create to materialize train_model_stub."""
-    values = effective_values(values_files=values_files)
-    dagster = values["dagster"]
-
-    # 1. The launcher, from the config the chart renders into the instance's dagster.yaml.
-    launcher_config = k8s_run_launcher_config(dagster, RELEASE, NAMESPACE)
-    processed = process_config(K8sRunLauncher.config_type(), launcher_config)
-    assert processed.success, processed.errors
-    launcher_values = dict(processed.value)
-    kubeconfig = offline_kubeconfig(workdir)
-    launcher_values.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig))
-    launcher = K8sRunLauncher.from_config_value(None, launcher_values)
-
-    # 2. The code location as the chart starts it: the container context (as JSON in
-    #    DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT) and DAGSTER_CURRENT_IMAGE.
-    deployment = user_deployment(dagster, USER_CODE)
-    context = user_code_container_context(
-        dagster["dagster-user-deployments"], deployment, RELEASE, NAMESPACE
-    )
-    image = image_name(deployment["image"], chart_version="")
-    loaded = LoadedRepositories(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name="dagma.definitions"),
-        container_image=image,
-        entry_point=["dagster"],
-        container_context=json.loads(json.dumps(context)),
-    )
-    [repository] = loaded.reconstructables_by_name.values()
-    job_origin = repository.get_reconstructable_job(ASSET_JOB).get_python_origin()
-    run = DagsterRun(job_name=ASSET_JOB, run_id=str(uuid.uuid4()), job_code_origin=job_origin)
-
-    # 3. What K8sRunLauncher._launch_k8s_job_with_args does with them.
-    container_context = launcher.get_container_context_for_run(run)
-    job_config = container_context.get_k8s_job_config(
-        job_image=job_origin.repository_origin.container_image, run_launcher=launcher
-    )
-    args = ExecuteRunArgs(
-        job_origin=job_origin,
-        run_id=run.run_id,
-        instance_ref=InstanceRef.from_dir(str(workdir)),
-        set_exit_code_on_failure=launcher.fail_pod_on_run_failure,
-    ).get_command_args()
-    job_name = get_job_name_from_run_id(run.run_id)
-    job = construct_dagster_k8s_job(
-        job_config=job_config,
-        args=args,
-        job_name=job_name,
-        pod_name=job_name,
-        component="run_worker",
-        user_defined_k8s_config=container_context.run_k8s_config,
-        labels={"dagster/job": ASSET_JOB, "dagster/run-id": run.run_id},
-        env_vars=[{"name": "DAGSTER_RUN_JOB_NAME", "value": ASSET_JOB}],
-    )
-    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
-    manifest["metadata"]["namespace"] = container_context.namespace
-    return manifest
 
 
 class RunCase(NamedTuple):
@@ -174,23 +98,6 @@ def test_run_pod_reads_the_dagster_database_password_from_the_chart_secret(case:
     }
 
 
-def _selects(selector: dict, labels: dict[str, str]) -> bool:
-    """Whether a Kubernetes LabelSelector matches ``labels`` (matchLabels/matchExpressions)."""
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values")
-        ok = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": labels.get(key) not in (values or []),
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }[operator]
-        if not ok:
-            return False
-    return True
-
-
 def test_mlflow_network_policy_admits_the_run_pods(tmp_path: Path) -> None:
     # Run pods carry dagster-k8s's labels (app.kubernetes.io/instance=dagster), not the
     # release's: production's NetworkPolicy must still let them reach MLflow.
@@ -200,7 +107,7 @@ def test_mlflow_network_policy_admits_the_run_pods(tmp_path: Path) -> None:
     labels = job["spec"]["template"]["metadata"]["labels"]
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
     same_namespace = [p for p in peers if "podSelector" in p and "namespaceSelector" not in p]
-    assert any(_selects(p["podSelector"], labels) for p in same_namespace), (labels, peers)
+    assert any(selects(p["podSelector"], labels) for p in same_namespace), (labels, peers)
 
 
 def test_mlflow_network_policy_admits_the_code_location_and_the_helm_test() -> None:
@@ -220,7 +127,7 @@ def test_mlflow_network_policy_admits_the_code_location_and_the_helm_test() -> N
     }
     helm_test = rendered.one("Pod", f"{RELEASE}-test-mlflow-health")["metadata"]["labels"]
     for labels in (code_location, helm_test):
-        assert any(_selects(selector, labels) for selector in selectors), labels
+        assert any(selects(selector, labels) for selector in selectors), labels
 
 
 def test_mlflow_network_policy_check_is_not_vacuous() -> None:
@@ -229,4 +136,4 @@ def test_mlflow_network_policy_check_is_not_vacuous() -> None:
     )
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
     stranger = {"app.kubernetes.io/instance": "dagster", "app.kubernetes.io/name": "dagster"}
-    assert not any(_selects(p["podSelector"], stranger) for p in peers if "podSelector" in p)
+    assert not any(selects(p["podSelector"], stranger) for p in peers if "podSelector" in p)
