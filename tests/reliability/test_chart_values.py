@@ -49,8 +49,12 @@ def _env(name: str, value: str) -> dict[str, Any]:
     return {"server": {"extraEnv": [{"name": name, "value": value}]}}
 
 
-def _user_code(**image: Any) -> dict[str, Any]:
-    deployment = {**USER_CODE, "image": {**USER_CODE["image"], **image}}
+def _user_code(secret: str = "dagma-mlflow-credentials", **image: Any) -> dict[str, Any]:
+    deployment = {
+        **USER_CODE,
+        "image": {**USER_CODE["image"], **image},
+        "envSecrets": [{"name": secret}],
+    }
     return {"dagster": {"dagster-user-deployments": {"deployments": [deployment]}}}
 
 
@@ -304,6 +308,14 @@ BAD_VALUES: dict[str, Bad] = {
             },
         },
         ("dagma/mlflow-client", "dagster.runLauncher.config.k8sRunLauncher.labels"),
+    ),
+    "credentials-beside-an-existing-secret": Bad(
+        "dagma",
+        {
+            "tracking": {"existingSecret": "team-login", "credentials": {"password": MARKER}},
+            **_user_code(secret="team-login"),
+        },
+        ("tracking.credentials are set", "tracking.existingSecret (team-login)"),
     ),
     "tracking-uri-not-http": Bad(
         "dagma", {**EXTERNAL_MLFLOW, "tracking": {"uri": "ftp://mlflow"}}, ("/tracking/uri",)

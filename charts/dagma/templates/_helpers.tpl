@@ -29,7 +29,7 @@ host and port are the same values the subchart names its Service with.
 {{- if .Values.tracking.uri -}}
 {{- .Values.tracking.uri -}}
 {{- else if include "dagma.mlflowEnabled" . -}}
-{{- printf "http://%s:%v" .Values.mlflow.service.name .Values.mlflow.service.port -}}
+{{- printf "http://%s:%d" .Values.mlflow.service.name (.Values.mlflow.service.port | int64) -}}
 {{- else -}}
 {{- fail "mlflow.enabled is false, so there is no in-cluster MLflow to derive MLFLOW_TRACKING_URI from: set tracking.uri to your MLflow server (e.g. https://mlflow.example.com)." -}}
 {{- end -}}
@@ -112,6 +112,10 @@ Secret values are never echoed in the messages.
 {{- if regexMatch "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@" $url -}}
 {{- fail (printf "tracking.%s carries credentials (user:password@host): it would land in the ConfigMap %s, readable by anyone who can read ConfigMaps. Remove them from the URL and put them in tracking.existingSecret (keys MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)." $key $.Values.tracking.configMapName) -}}
 {{- end -}}
+{{- end -}}
+{{- $credentials := .Values.tracking.credentials | default dict -}}
+{{- if and .Values.tracking.existingSecret (or $credentials.username $credentials.password $credentials.token) -}}
+{{- fail (printf "tracking.credentials are set but tracking.existingSecret (%s) replaces the Secret they would go into, so they would be ignored. Put the login in Secret %s, or unset tracking.existingSecret." .Values.tracking.existingSecret .Values.tracking.existingSecret) -}}
 {{- end -}}
 {{- $mlflow := .Values.mlflow | default dict -}}
 {{- if and (include "dagma.mlflowEnabled" .) ($mlflow.networkPolicy | default dict).enabled -}}
