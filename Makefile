@@ -6,6 +6,8 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 MLFLOW_PORT ?= 5000
 DAGSTER_PORT ?= 3000
+# The repository (this Makefile's directory), so `make -f path/to/Makefile` works from anywhere.
+PROJECT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 .PHONY: demo demo-stop dev test lint bench sync uv
 
@@ -13,24 +15,23 @@ uv:
 	@$(UV) --version >/dev/null 2>&1 || { echo "==> installing uv"; \
 	  $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv; }
 
+## uv's own output is the progress: the first run downloads and installs ~170 packages.
 sync: uv
-	@echo "==> installing dagma and its dev tools from uv.lock"
-	@$(UV) sync --frozen --quiet
+	@echo "==> installing dagma and its dev tools from uv.lock (the first time takes a few minutes)"
+	@$(UV) sync --project $(PROJECT) --frozen
 
 ## Local MLflow server (SQLite, proxied artifacts under .mlflow-local/), materialize train_model_stub, print the run.
+## State goes under the directory make runs in (normally the repository).
 demo: sync
-	@$(UV) run --frozen python -m dagma.demo --port $(MLFLOW_PORT)
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --port $(MLFLOW_PORT)
 
 demo-stop: sync
-	@$(UV) run --frozen python -m dagma.demo --stop
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --stop
 
-## dagster dev plus the MLflow UI, for clicking around.
+## The MLflow server plus dagster dev, for clicking around; Ctrl-C stops both.
 dev: sync
-	@$(UV) run --frozen python -m dagma.demo --port $(MLFLOW_PORT) --serve-only
-	@mkdir -p .dagster-home
-	@MLFLOW_USE_TRACKING=true MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) \
-	  DAGSTER_UI_URL=http://127.0.0.1:$(DAGSTER_PORT) DAGSTER_HOME=$(CURDIR)/.dagster-home \
-	  $(UV) run --frozen dagster dev -m dagma.definitions -p $(DAGSTER_PORT)
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --dev \
+	  --port $(MLFLOW_PORT) --dagster-port $(DAGSTER_PORT)
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
 test: sync

@@ -1,10 +1,15 @@
-"""``make demo``: materialize ``train_model_stub`` through Dagster against a local MLflow server.
+"""``make demo`` and ``make dev``: dagma against a local MLflow server.
 
-Starts a local MLflow server (SQLite, proxied artifacts under ``.mlflow-local/``)
-unless one already answers on the port, runs ``dagster asset materialize`` with
-tracking on, then reads the run back from MLflow and prints what it holds.
-The server keeps running afterwards so the printed UI link works; a second
-``make demo`` reuses it.
+``make demo`` starts a local MLflow server (SQLite, proxied artifacts under
+``.mlflow-local/``) unless one already answers on the port, runs ``dagster asset
+materialize`` with tracking on, then reads the run back from MLflow and prints
+what it holds. The server keeps running afterwards so the printed UI link works;
+a second ``make demo`` reuses it and ``make demo-stop`` stops it.
+
+``make dev`` (``--dev``) runs the same server and ``dagster dev``, both owned by
+this process: Ctrl-C stops dagster dev (webserver, daemon, code server) and the
+MLflow server it started, and says so. A server that was already running is left
+up (``make demo-stop`` stops it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from dagma import devserver
 
@@ -25,33 +31,58 @@ SERVER_DIR = PROJECT_ROOT / ".mlflow-local"
 DAGSTER_HOME = PROJECT_ROOT / ".dagster-home"
 PID_FILE = SERVER_DIR / "server.pid"
 ASSET = "train_model_stub"
+SERVER_START_TIMEOUT = 120.0
+DAGSTER_STOP_GRACE = 60.0  # dagster dev waits for its webserver and daemon to finish
 
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def ensure_server(port: int) -> str:
-    """URL of a healthy local MLflow server, starting a detached one if none answers."""
+def fail(message: str) -> NoReturn:
+    """Stop with ``message`` on stderr and exit code 1 (no traceback)."""
+    sys.exit(f"error: {message}")
+
+
+def _next_free_port(port: int) -> int:
+    return next(
+        (p for p in range(port + 1, port + 100) if not devserver.port_in_use(p)),
+        devserver.free_port(),
+    )
+
+
+def _port_taken(port: int, variable: str, target: str, why: str = "") -> NoReturn:
+    error = devserver.PortInUseError(port, devserver.port_holder(port))
+    fail(
+        f"{error}{why}. Stop that process, or use another port: "
+        f"make {target} {variable}={_next_free_port(port)}"
+    )
+
+
+def ensure_server(port: int, target: str = "demo") -> devserver.LocalMlflowServer:
+    """A healthy local MLflow server on ``port``: the one answering there, or a new one.
+
+    A new one runs in its own session (a Ctrl-C in the terminal does not reach it)
+    and its pid goes to ``.mlflow-local/server.pid`` for ``make demo-stop``.
+    """
     url = f"http://127.0.0.1:{port}"
     if devserver.is_healthy(url):
         step(f"reusing the MLflow server already answering at {url}")
-        return url
-    step(f"starting a local MLflow server at {url} (data in {SERVER_DIR}; takes ~15 s)")
-    SERVER_DIR.mkdir(exist_ok=True)
-    log = (SERVER_DIR / "server.log").open("ab")
-    # Detached: it outlives the demo so the run's UI link keeps working.
-    server = subprocess.Popen(
-        devserver.server_command(SERVER_DIR, port),
-        stdout=log, stderr=subprocess.STDOUT, cwd=SERVER_DIR, start_new_session=True,
-    )  # fmt: skip
-    PID_FILE.write_text(str(server.pid))
-    deadline = time.monotonic() + 120
-    while not devserver.is_healthy(url):
-        if time.monotonic() > deadline:
-            sys.exit(f"MLflow server did not start; see {SERVER_DIR / 'server.log'}")
-        time.sleep(0.5)
-    return url
+        return devserver.LocalMlflowServer(url=url, data_dir=None, process=None)
+    if devserver.port_in_use(port):  # before starting anything: fail at once
+        _port_taken(port, "MLFLOW_PORT", target, ", and no MLflow server answers there")
+    step(f"starting a local MLflow server at {url} (data in {SERVER_DIR}; usually ~15 s)")
+    started = time.monotonic()
+    try:
+        server = devserver.start(SERVER_DIR, port, SERVER_START_TIMEOUT, detached=True)
+    except devserver.PortInUseError:  # taken in the meantime
+        _port_taken(port, "MLFLOW_PORT", target)
+    except devserver.ServerStartError as error:
+        fail(str(error))
+    assert server.process is not None
+    PID_FILE.write_text(str(server.process.pid))
+    step(f"the MLflow server is up ({time.monotonic() - started:.0f} s)")
+    return server
 
 
 def stop_server() -> None:
@@ -60,34 +91,30 @@ def stop_server() -> None:
         step("no demo MLflow server recorded; nothing to stop")
         return
     pid = int(PID_FILE.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # wait until the whole group has exited
-            os.killpg(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    devserver.stop_process_group(pid)
     step(f"stopped the demo MLflow server (pid {pid})")
     PID_FILE.unlink()
 
 
-def materialize(url: str) -> None:
-    """Run ``dagster asset materialize`` with tracking switched on."""
-    step(f"materializing {ASSET} through Dagster with MLFLOW_USE_TRACKING=true")
+def _tracking_env(url: str, **extra: str) -> dict[str, str]:
     DAGSTER_HOME.mkdir(exist_ok=True)
-    env = {
+    return {
         **os.environ,
         "MLFLOW_USE_TRACKING": "true",
         "MLFLOW_TRACKING_URI": url,
         "DAGSTER_HOME": str(DAGSTER_HOME),
+        **extra,
     }
+
+
+def materialize(url: str) -> None:
+    """Run ``dagster asset materialize`` with tracking switched on."""
+    step(f"materializing {ASSET} through Dagster with MLFLOW_USE_TRACKING=true (~20 s)")
     command = [sys.executable, "-m", "dagster", "asset", "materialize",
                "-m", "dagma.definitions", "--select", ASSET]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, env=_tracking_env(url), capture_output=True, text=True)
     if result.returncode != 0:
-        sys.exit(f"materialization failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        fail(f"materialization failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
 
 def latest_mlflow_run_id() -> str:
@@ -118,18 +145,72 @@ def show_run(url: str, run_id: str) -> None:
     print(f"UI           {url}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
 
 
+def dev(mlflow_port: int, dagster_port: int) -> int:
+    """MLflow server plus ``dagster dev`` until Ctrl-C; then stop what this started."""
+    if devserver.port_in_use(dagster_port):
+        _port_taken(dagster_port, "DAGSTER_PORT", "dev")
+    server = ensure_server(mlflow_port, target="dev")
+    dagster_url = f"http://127.0.0.1:{dagster_port}"
+    step(f"starting dagster dev at {dagster_url} (usually ~30 s); Ctrl-C stops it")
+    if server.process is None:
+        step("that MLflow server was already running: it stays up (make demo-stop stops it)")
+    # Its own process group: the terminal's Ctrl-C reaches only this process, which
+    # then interrupts dagster dev once (a second interrupt cuts its clean-up short).
+    dagster = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "dagma.definitions",
+         "-p", str(dagster_port)],
+        env=_tracking_env(server.url, DAGSTER_UI_URL=dagster_url), start_new_session=True,
+    )  # fmt: skip
+    _interrupt_once()
+    try:
+        code = dagster.wait()
+        step(f"dagster dev exited with code {code}")
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        step("stopping dagster dev (webserver, daemon, code server)")
+        clean = devserver.stop_process_group(
+            dagster.pid, signal.SIGINT, DAGSTER_STOP_GRACE, child=dagster
+        )
+        step("dagster dev stopped" + ("" if clean else " (killed what was left)"))
+        if server.process is not None:
+            server.stop()
+            PID_FILE.unlink(missing_ok=True)
+            step(f"stopped the MLflow server at {server.url}")
+    return code
+
+
+def _interrupt_once() -> None:
+    """From now on the first SIGINT or SIGTERM raises KeyboardInterrupt; later ones are ignored.
+
+    The terminal and ``uv run`` may both deliver one Ctrl-C; the clean-up the
+    first one starts must not be cut short by the second.
+    """
+    interrupted = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--serve-only", action="store_true", help="only start the server")
+    parser.add_argument("--port", type=int, default=5000, help="the MLflow server's port")
     parser.add_argument("--stop", action="store_true", help="stop the server a demo started")
+    parser.add_argument("--dev", action="store_true", help="run dagster dev until Ctrl-C")
+    parser.add_argument("--dagster-port", type=int, default=3000, help="dagster dev's port")
     args = parser.parse_args(argv)
     if args.stop:
         stop_server()
         return
-    url = ensure_server(args.port)
-    if args.serve_only:
-        return
+    if args.dev:
+        sys.exit(dev(args.port, args.dagster_port))
+    url = ensure_server(args.port).url
     materialize(url)
     step("reading the run back from MLflow")
     show_run(url, latest_mlflow_run_id())

@@ -8,7 +8,9 @@ The ``mlflow`` command comes from the full ``mlflow`` package (dev group).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,21 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+LOG_TAIL_LINES = 25
+
+
+class PortInUseError(RuntimeError):
+    """Something other than a healthy MLflow server holds the port."""
+
+    def __init__(self, port: int, holder: str | None) -> None:
+        self.port, self.holder = port, holder
+        held_by = f" by {holder}" if holder else ""
+        super().__init__(f"port {port} on 127.0.0.1 is already in use{held_by}")
+
+
+class ServerStartError(RuntimeError):
+    """The MLflow server exited or never became healthy; the message ends with its log."""
+
 
 @dataclass
 class LocalMlflowServer:
@@ -26,16 +43,50 @@ class LocalMlflowServer:
     url: str
     data_dir: Path | None
     process: subprocess.Popen[bytes] | None
+    # In its own session and process group (see start): stopped as a group.
+    detached: bool = False
 
     def stop(self) -> None:
         """Stop the server if this object started it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.detached:
+            stop_process_group(self.process.pid, child=self.process)
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def stop_process_group(
+    pgid: int,
+    sig: signal.Signals = signal.SIGTERM,
+    grace: float = 20.0,
+    child: subprocess.Popen | None = None,
+) -> bool:
+    """Send ``sig`` to process group ``pgid``, wait until every member has exited.
+
+    Members still alive after ``grace`` seconds are killed. ``child`` is the group
+    leader when it is this process's child: it is reaped, as a zombie still counts
+    as a member. Returns whether the group exited without being killed.
+    """
+    try:
+        os.killpg(pgid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if child is not None:
+                child.poll()
+            os.killpg(pgid, 0)  # raises ProcessLookupError once the group is empty
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    if child is not None:
+        child.wait()
+    return False
 
 
 def is_healthy(url: str, timeout: float = 1.0) -> bool:
@@ -54,6 +105,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(port: int) -> bool:
+    """Whether a server could not bind 127.0.0.1:``port`` right now."""
+    with socket.socket() as sock:
+        # As servers do: ignore connections lingering in TIME_WAIT, not listeners.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on TCP ``port`` (Linux ``/proc/net/tcp*``)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_holder(port: int) -> str | None:
+    """``pid N (command line)`` of the process listening on ``port``, if it can be found.
+
+    Reads ``/proc`` (Linux); processes of other users are invisible without root.
+    """
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                return f"pid {proc.name} ({command[:120]})"
+        except OSError:  # gone, or not ours to read
+            continue
+    return None
+
+
+def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a server log."""
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {log_path})"
+
+
 def server_command(data_dir: Path, port: int, workers: int = 1) -> list[str]:
     """The ``mlflow server`` command line for a SQLite store and proxied artifacts."""
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
@@ -68,29 +176,48 @@ def server_command(data_dir: Path, port: int, workers: int = 1) -> list[str]:
     ]  # fmt: skip
 
 
-def start(data_dir: Path, port: int | None = None, timeout: float = 90.0) -> LocalMlflowServer:
+def start(
+    data_dir: Path, port: int | None = None, timeout: float = 90.0, *, detached: bool = False
+) -> LocalMlflowServer:
     """Start a server keeping its data in ``data_dir``; reuse one already answering on ``port``.
 
-    Raises ``RuntimeError`` with the server's log when it does not come up.
+    ``detached`` puts the server in its own session, so a Ctrl-C in the terminal
+    does not reach it (its owner stops it). Raises :class:`PortInUseError` at once
+    when something else holds the port, and :class:`ServerStartError` with the end
+    of the server's log as soon as it exits (or after ``timeout``).
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     if is_healthy(url):
         return LocalMlflowServer(url=url, data_dir=None, process=None)
+    if port_in_use(port):
+        raise PortInUseError(port, port_holder(port))
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            server_command(data_dir, port), stdout=log, stderr=subprocess.STDOUT, cwd=data_dir
-        )
-    server = LocalMlflowServer(url=url, data_dir=data_dir, process=process)
+            server_command(data_dir, port),
+            stdout=log, stderr=subprocess.STDOUT, cwd=data_dir, start_new_session=detached,
+        )  # fmt: skip
+    server = LocalMlflowServer(url=url, data_dir=data_dir, process=process, detached=detached)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_healthy(url):
-            return server
-        if process.poll() is not None:
-            break
-        time.sleep(0.3)
+    try:
+        while time.monotonic() < deadline:
+            if is_healthy(url):
+                return server
+            if process.poll() is not None:
+                break
+            time.sleep(0.3)
+    except BaseException:  # e.g. Ctrl-C while waiting: leave no server behind
+        server.stop()
+        raise
+    exit_code = process.poll()
     server.stop()
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"MLflow server at {url} did not become healthy; log {log_path}:\n{tail}")
+    why = (
+        f"exited with code {exit_code}"
+        if exit_code is not None
+        else f"did not become healthy within {timeout:.0f} s"
+    )
+    raise ServerStartError(
+        f"MLflow server at {url} {why}; the end of its log {log_path}:\n{log_tail(log_path)}"
+    )

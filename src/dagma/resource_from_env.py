@@ -13,10 +13,11 @@ when a run starts.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 from dagma.defs.models.resources import MlflowStubResource, MlflowTrackingResource
-from dagma.settings import TrackingSettings, load_settings
+from dagma.settings import SettingsError, TrackingSettings, load_settings
 
 
 def mlflow_resource_for(settings: TrackingSettings) -> MlflowTrackingResource | MlflowStubResource:
@@ -38,6 +39,12 @@ def mlflow_resource_from_env(
     """The resource the environment (default: ``os.environ``) asks for.
 
     Raises :class:`dagma.settings.SettingsError` naming the variable, its value
-    and the fix when a value cannot be used.
+    and the fix when a value cannot be used. The message also goes to stderr
+    first: Dagster's CLI prints some 70 lines of its own frames before it.
     """
-    return mlflow_resource_for(load_settings(env))
+    try:
+        settings = load_settings(env)
+    except SettingsError as error:
+        print(f"dagma: the MLflow settings cannot be used: {error}", file=sys.stderr, flush=True)
+        raise
+    return mlflow_resource_for(settings)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dagma.devserver import free_port, is_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,46 @@ def test_dagster_cli_materializes_with_the_stub_by_default(tmp_path: Path) -> No
     assert "MLflow tracking is off" in result.stderr
     assert "RUN_SUCCESS" in result.stderr
     assert not (tmp_path / "train_summary.txt").exists()
+
+
+def test_dg_launch_materializes_with_the_stub_by_default(tmp_path: Path) -> None:
+    # dg's equivalent of `dagster asset materialize`; dg finds the project from the cwd.
+    result = subprocess.run(
+        [str(BIN / "dg"), "launch", "--assets", "train_model_stub"],
+        cwd=ROOT, env=_env(DAGSTER_HOME=str(tmp_path)), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "MLflow tracking is off" in result.stderr
+    assert "RUN_SUCCESS" in result.stderr
+
+
+SETTINGS_ERROR = "MLFLOW_USE_TRACKING='ture' is not a recognised value. Use one of 1/true/yes/on"
+LOADING_COMMANDS = {
+    "dagster asset materialize": ["dagster", "asset", "materialize",
+                                  "-m", "dagma.definitions", "--select", "train_model_stub"],
+    "dg launch": ["dg", "launch", "--assets", "train_model_stub"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(LOADING_COMMANDS))
+def test_settings_error_is_the_first_thing_printed_not_the_end_of_a_traceback(
+    command: str, tmp_path: Path
+) -> None:
+    executable, *args = LOADING_COMMANDS[command]
+    result = subprocess.run(
+        [str(BIN / executable), *args],
+        cwd=ROOT, env=_env(DAGSTER_HOME=str(tmp_path), MLFLOW_USE_TRACKING="ture"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    first = next(i for i, line in enumerate(lines) if SETTINGS_ERROR in line)
+    traceback = next(i for i, line in enumerate(lines) if line.startswith("Traceback"))
+    assert first < traceback, result.stderr
+    # Before it only the CLI's own notices (e.g. dg's venv warning), no frames.
+    assert lines[first].startswith("dagma: the MLflow settings cannot be used: "), lines[first]
+    assert not any(line.lstrip().startswith("File ") for line in lines[:first])
 
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
