@@ -1,0 +1,126 @@
+"""Find the MLflow run a Dagster run recorded (tag ``dagster.run_id``) and compare its contents."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagma.cli.budget import Deadline
+from dagma.cli.dagster_run import VerifyError
+from dagma.cli.report import Check, Status
+from dagma.cli.server_checks import TrackingServer, health
+from dagma.cli.write_test import bounded_requests
+
+# The design's acceptance check: what train_model_stub records.
+EXPECTED_PARAMS = {"n_estimators": "10"}
+EXPECTED_METRICS = {"rmse": 0.123}
+ARTIFACT = "train_summary.txt"
+ARTIFACT_LINES = ("n_estimators=10", "rmse=0.123")
+REQUEST_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class FoundRun:
+    """The MLflow run of a Dagster run."""
+
+    run_id: str
+    experiment_id: str
+    url: str
+
+
+def check_reachable(mlflow_url: str) -> None:
+    """Fail in seconds, before launching anything, when the MLflow URL does not answer."""
+    check = health(TrackingServer(mlflow_url, "--mlflow-url"), Deadline(REQUEST_TIMEOUT))
+    if check.status is Status.FAIL:
+        raise VerifyError(
+            "mlflow",
+            check.found,
+            "start MLflow (make dev) or its port-forward: kubectl --namespace dagma "
+            "port-forward svc/mlflow 5000:5000; or pass --mlflow-url",
+        )
+
+
+def _client(mlflow_url: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_url)
+
+
+def find_run(mlflow_url: str, dagster_run_id: str, materialization: dict[str, str]) -> FoundRun:
+    """The MLflow run tagged with ``dagster_run_id``, searched in every active experiment."""
+    client = _client(mlflow_url)
+    with bounded_requests(REQUEST_TIMEOUT):
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(
+            experiment_ids, filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'"
+        )
+    if not runs:
+        raise VerifyError("mlflow-run", *_missing_run(mlflow_url, dagster_run_id, materialization))
+    run = runs[0]
+    experiment_id = run.info.experiment_id
+    url = f"{mlflow_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+    return FoundRun(run.info.run_id, experiment_id, url)
+
+
+def _missing_run(
+    mlflow_url: str, dagster_run_id: str, materialization: dict[str, str]
+) -> tuple[str, str]:
+    found = f"no MLflow run at {mlflow_url} has tag dagster.run_id={dagster_run_id}"
+    if materialization.get("mlflow_tracking", "").startswith("off"):
+        return (
+            f"{found}: the materialization used the in-memory stub (tracking is off)",
+            "set MLFLOW_USE_TRACKING=true in the code location's environment (charts/dagma: "
+            "tracking.enabled=true), then run `dagma doctor` there",
+        )
+    if "mlflow_run_url" in materialization:
+        return (
+            f"{found}; the materialization recorded {materialization['mlflow_run_url']}",
+            "the code location's MLFLOW_TRACKING_URI points at another server than "
+            "--mlflow-url: pass the right --mlflow-url or correct the URI",
+        )
+    return found, "run `dagma doctor` where the code location runs"
+
+
+def compare(mlflow_url: str, run: FoundRun) -> list[Check]:
+    """The params, metric and artifact of ``run`` against the acceptance values."""
+    client = _client(mlflow_url)
+    with bounded_requests(REQUEST_TIMEOUT), tempfile.TemporaryDirectory() as tmp:
+        data = client.get_run(run.run_id).data
+        try:
+            artifact = Path(client.download_artifacts(run.run_id, ARTIFACT, tmp)).read_text()
+        except Exception as exc:
+            artifact = None
+            artifact_error = " ".join(str(exc).split())[:200]
+    checks = [
+        _values("params", data.params, EXPECTED_PARAMS),
+        _values("metrics", data.metrics, EXPECTED_METRICS),
+    ]
+    if artifact is None:
+        checks.append(
+            Check("artifact", Status.FAIL, f"{ARTIFACT} cannot be read: {artifact_error}")
+        )
+    else:
+        missing = [line for line in ARTIFACT_LINES if line not in artifact.splitlines()]
+        checks.append(
+            Check(
+                "artifact",
+                Status.FAIL if missing else Status.OK,
+                f"{ARTIFACT} holds {artifact.strip()!r}"
+                + (f", expected lines {', '.join(missing)}" if missing else ""),
+            )
+        )
+    return checks
+
+
+def _values(name: str, stored: dict[str, Any], expected: dict[str, Any]) -> Check:
+    differences = [
+        f"{key}={stored.get(key)!r} (expected {value!r})"
+        for key, value in expected.items()
+        if stored.get(key) != value
+    ]
+    shown = ", ".join(f"{key}={stored.get(key)!r}" for key in expected)
+    if differences:
+        return Check(name, Status.FAIL, "differs: " + ", ".join(differences))
+    return Check(name, Status.OK, shown)
