@@ -30,7 +30,7 @@ query DagmaWorkspace {
         locationOrLoadError {
           __typename
           ... on RepositoryLocation { repositories { name assetNodes { assetKey { path } } } }
-          ... on PythonError { message }
+          ... on PythonError { message causes { message } }
         }
       }
     }
@@ -47,7 +47,7 @@ query DagmaRunEvents($runId: ID!) {
       events {
         __typename
         ... on MessageEvent { message stepKey }
-        ... on ErrorEvent { error { message } }
+        ... on ErrorEvent { error { message causes { message } } }
         ... on MaterializationEvent {
           metadataEntries {
             label
@@ -61,6 +61,12 @@ query DagmaRunEvents($runId: ID!) {
   }
 }
 """
+
+
+def root_cause(error: dict) -> str:
+    """The innermost message of a GraphQL PythonError: Dagster wraps the user's error."""
+    messages = [error.get("message") or ""] + [c["message"] for c in error.get("causes") or []]
+    return " ".join(messages[-1].split())
 
 
 class VerifyError(RuntimeError):
@@ -169,7 +175,7 @@ def _pick(entries: list[dict], wanted: str | None) -> CodeLocation | None:
     if any(entry["loadStatus"] == "LOADING" for entry in entries):
         return None
     failures = [
-        f"{entry['name']}: {' '.join(entry['locationOrLoadError']['message'].split())[:600]}"
+        f"{entry['name']}: {root_cause(entry['locationOrLoadError'])[:600]}"
         for entry in entries
         if (entry.get("locationOrLoadError") or {}).get("__typename") == "PythonError"
     ]
@@ -263,7 +269,7 @@ def _outcome(client: Any, dagster_url: str, run_id: str, status: str) -> RunOutc
     logs = _query(client, dagster_url, RUN_EVENTS_QUERY, {"runId": run_id})["logsForRun"]
     outcome = RunOutcome(run_id, status)
     for event in logs.get("events", []):
-        error = (event.get("error") or {}).get("message")
+        error = root_cause(event["error"]) if event.get("error") else None
         if event["__typename"] == "ExecutionStepFailureEvent" and error:
             outcome.errors.insert(0, f"step {event.get('stepKey')}: {error.strip()}")
         elif error:
@@ -274,4 +280,5 @@ def _outcome(client: Any, dagster_url: str, run_id: str, status: str) -> RunOutc
             value = entry.get("text") or entry.get("url")
             if value is not None:
                 outcome.materialization[entry["label"]] = value
+    outcome.errors = list(dict.fromkeys(outcome.errors))  # the run failure repeats the step's
     return outcome

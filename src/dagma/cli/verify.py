@@ -17,6 +17,7 @@ DEFAULT_DAGSTER_URL = "http://localhost:3000"  # the chart NOTES' port-forward, 
 DEFAULT_MLFLOW_URL = "http://localhost:5000"
 DEFAULT_TIMEOUT = 600.0  # a cold cluster pulls the run pod's image
 LOCATION_WAIT = 120.0
+UI_NAMES = {"dagster": "Dagster", "mlflow": "MLflow"}
 
 
 def verify(
@@ -68,6 +69,6 @@ def verify(
     report.write(out, as_json=as_json, duration_seconds=duration, links=links)
     if not as_json:
         for name, url in links.items():
-            out.write(f"{name.capitalize()} UI: {url}\n")
+            out.write(f"{UI_NAMES[name]} UI: {url}\n")
         out.write(f"took {duration} s\n")
     return 0 if report.passed else 1
