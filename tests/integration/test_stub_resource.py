@@ -7,10 +7,10 @@ import subprocess
 import sys
 import textwrap
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, asset, materialize
 
 from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowStubResource
+from dagma.defs.models.resources import MlflowRunRecorder, MlflowStubResource
 
 
 def test_stub_keeps_what_the_asset_logged_for_users_tests() -> None:
@@ -68,3 +68,35 @@ def test_default_code_location_materializes_without_opening_a_socket() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "connects: []" in result.stdout
     assert "mlflow imported: False" in result.stdout
+
+
+def test_stub_takes_the_seed_api_tags_and_dict_forms() -> None:
+    @asset
+    def seed_style(tracking: MlflowRunRecorder) -> str:
+        run_id = tracking.start_run()  # no context: the stub finds it as the tracking one does
+        tracking.set_tag("stage", "champion")
+        tracking.log_params({"lr": 0.1})
+        tracking.log_metrics({"loss": 0.3}, step=1)
+        tracking.log_metric("loss", 0.2, step=2)
+        tracking.close_run()
+        return run_id
+
+    stub = MlflowStubResource()
+    result = materialize([seed_style], resources={"tracking": stub})
+    run = stub.runs[result.output_for_node("seed_style")]
+    assert (run.status, run.run_name, run.tags) == ("FINISHED", "seed_style", {"stage": "champion"})
+    assert (run.params, run.metrics) == ({"lr": "0.1"}, {"loss": 0.2})
+    assert run.metric_history == {"loss": [(1, 0.3), (2, 0.2)]}
+
+
+def test_stub_records_why_a_run_failed() -> None:
+    @asset
+    def breaks(tracking: MlflowRunRecorder) -> None:
+        with tracking.run():
+            raise ValueError("training diverged")
+
+    stub = MlflowStubResource()
+    assert not materialize([breaks], resources={"tracking": stub}, raise_on_error=False).success
+    [run] = stub.runs.values()
+    assert run.status == "FAILED"
+    assert run.tags["dagster.failure"] == "ValueError: training diverged"

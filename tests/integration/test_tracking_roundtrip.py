@@ -6,11 +6,11 @@ import json
 import urllib.request
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, asset, materialize
 from mlflow import MlflowClient
 
 from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowTrackingResource
+from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
 
 
 def _metadata(result, key: str = "train_model_stub") -> dict:
@@ -93,3 +93,46 @@ def test_each_materialization_gets_its_own_run(
     assert len(ids) == 2
     for run_id in ids:
         assert client.get_run(run_id).data.params == {"n_estimators": "10"}
+
+
+def test_seed_api_without_arguments_records_the_run(
+    tracking: MlflowTrackingResource, client: MlflowClient
+) -> None:
+    # The design's minimal asset: start_run -> log_param -> log_metric -> close_run, no context.
+    @asset
+    def seed_style(tracking: MlflowRunRecorder) -> str:
+        run_id = tracking.start_run()
+        tracking.log_param("n_estimators", 10)
+        tracking.log_metric("rmse", 0.123)
+        assert tracking.close_run() == run_id
+        return run_id
+
+    result = materialize([seed_style], resources={"tracking": tracking})
+    run = client.get_run(result.output_for_node("seed_style"))
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "seed_style"
+    assert run.data.tags["dagster.run_id"] == result.run_id
+    assert (run.data.params, run.data.metrics) == ({"n_estimators": "10"}, {"rmse": 0.123})
+
+
+def test_tags_and_dict_forms_reach_mlflow(
+    tracking: MlflowTrackingResource, client: MlflowClient
+) -> None:
+    @asset
+    def logs_dicts(tracking: MlflowRunRecorder) -> str:
+        with tracking.run() as run_id:
+            tracking.set_tag("stage", "candidate")
+            tracking.set_tag("stage", "champion")  # the later value wins
+            tracking.log_params({"lr": 0.1, "depth": 6})
+            tracking.log_metrics({"auc": 0.91, "loss": 0.3}, step=1)
+            tracking.log_metrics({"loss": 0.2}, step=2)
+        return run_id
+
+    result = materialize([logs_dicts], resources={"tracking": tracking})
+    run_id = result.output_for_node("logs_dicts")
+    run = client.get_run(run_id)
+    assert run.data.tags["stage"] == "champion"
+    assert run.data.params == {"lr": "0.1", "depth": "6"}
+    assert run.data.metrics == {"auc": 0.91, "loss": 0.2}
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.3), (2, 0.2)]

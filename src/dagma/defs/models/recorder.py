@@ -277,21 +277,23 @@ def check_key(kind: str, key: Any) -> None:
 
 
 def check_metric(key: str, value: Any) -> float:
-    """A metric value as MLflow stores it; strings, booleans and None are refused."""
+    """A metric value as MLflow stores it: whatever ``float()`` takes, as MLflow's client does
+    (numbers, numpy scalars, "0.5"); None and non-numeric text are refused."""
     check_key("metric", key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
         raise TrackingInputError(
-            f"Metric {key!r} got {value!r} ({type(value).__name__}); a metric value must be a "
-            "number (int or float). Log text as a param or tag."
-        )
-    return float(value)
+            f"Metric {key!r} got {value!r} ({type(value).__name__}), which is not a number; "
+            "a metric value must be a number (int or float). Log text as a param or tag."
+        ) from None
 
 
 def check_step(step: Any) -> int:
     """A metric step: a whole number, 0 when not given."""
     if step is None:
         return 0
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+    if not isinstance(step, numbers.Integral):
         raise TrackingInputError(f"step={step!r} must be a whole number (int).")
     return int(step)
 
