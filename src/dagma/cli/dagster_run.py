@@ -97,7 +97,16 @@ class RunOutcome:
 
 def graphql_client(dagster_url: str) -> Any:
     """The official client for the webserver at ``dagster_url`` (scheme, host, port, prefix)."""
-    from dagster_graphql import DagsterGraphQLClient
+    try:
+        from dagster_graphql import DagsterGraphQLClient
+    except ImportError:
+        from dagster import __version__
+
+        raise VerifyError(
+            "setup",
+            "dagma verify needs Dagster's GraphQL client, which is not installed here",
+            f"pip install dagster-graphql=={__version__} (the version of your dagster)",
+        ) from None
 
     parsed = urlparse(dagster_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
