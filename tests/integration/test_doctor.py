@@ -224,3 +224,36 @@ def test_auth_with_credentials_passes_and_never_prints_the_password(variant_serv
     assert "asks for a login" in line(result, "credentials")
     assert line(result, "write-test").startswith("✔")
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_missing_local_store_directory_says_to_create_it(tmp_path: Path) -> None:
+    missing = tmp_path / "not-made-yet" / "mlflow.db"
+    result = doctor(**tracking(f"sqlite:///{missing}"))
+    assert result.returncode == 1
+    assert line(result, "store-path") == (
+        f"✘ store-path  directory {missing.parent} of the SQLite database does not exist "
+        "(SQLite creates the file, never its directory)"
+    )
+    assert f"mkdir -p {missing.parent}" in result.stdout
+    assert not missing.parent.exists()  # doctor only looks
+
+
+def test_sqlite_store_passes_the_write_test(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = doctor("--write-test", **tracking(uri))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "will be created on the first run" in line(result, "store-path")
+    [run] = MlflowClient(tracking_uri=uri).search_runs(["0"], run_view_type=ViewType.ALL)
+    assert run.info.lifecycle_stage == "deleted"
+    assert run.data.params == {"dagma_doctor_param": "42"}
+
+
+def test_file_store_without_the_opt_in_names_both_choices(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path / 'mlruns'}"
+    switched_off = doctor(**tracking(uri, MLFLOW_USE_TRACKING="false"))
+    assert switched_off.returncode == 1
+    assert line(switched_off, "file-store").startswith("✘ file-store")
+    assert "set MLFLOW_ALLOW_FILE_STORE=true, or use a SQLite store" in switched_off.stdout
+    opted_in = doctor(**tracking(uri, MLFLOW_ALLOW_FILE_STORE="true"))
+    assert opted_in.returncode == 0, opted_in.stdout
+    assert line(opted_in, "file-store").startswith("✔ file-store")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from dagma.cli.budget import Deadline
-from dagma.cli.local_store import check_local_store, is_local_store
+from dagma.cli.local_store import check_local_store
 from dagma.cli.report import Check, Report, Status
 from dagma.settings import SettingsError, TrackingSettings, load_settings
 
@@ -90,7 +90,8 @@ def _run_in_order(report: Report, steps: Iterable[Step], deadline: Deadline) -> 
             if check.status is Status.FAIL and failed is None:
                 failed = check.name
         if failed is not None:
-            for name in names[len(checks) :]:
+            returned = {check.name for check in checks}
+            for name in (name for name in names if name not in returned):
                 report.add(Check(name, Status.SKIPPED, f"not checked: fix {failed} first"))
     return failed is None
 
@@ -116,9 +117,10 @@ def doctor(write_test: bool = False, out: TextIO = sys.stdout, as_json: bool = F
     report = Report("dagma doctor", [])
     settings = settings_checks(report)
     if settings is not None:
-        if is_local_store(settings.tracking_uri):
-            checks = check_local_store(settings.tracking_uri, settings.tracking_uri_source)
-            healthy = _run_in_order(report, [(("store-path",), lambda: checks)], deadline)
+        if settings.local_store:
+            checks = check_local_store(settings)
+            names = tuple(check.name for check in checks)
+            healthy = _run_in_order(report, [(names, lambda: checks)], deadline)
         else:
             healthy = server_checks(report, settings, deadline)
         if write_test:

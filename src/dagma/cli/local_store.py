@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from dagma.cli.report import Check, Status
-
-LOCAL_SCHEMES = ("file", "sqlite")
-
-
-def is_local_store(uri: str) -> bool:
-    """Whether ``uri`` names a store on this machine's disk rather than a server."""
-    return urlparse(uri).scheme in LOCAL_SCHEMES
-
-
-def store_path(uri: str) -> Path:
-    """The file system path a ``file://`` directory or ``sqlite://`` database URI names."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        # SQLAlchemy: sqlite:///relative.db, sqlite:////absolute.db
-        return Path(unquote(uri.split(":///", 1)[1]))
-    return Path(unquote(parsed.path))
+from dagma.settings import TrackingSettings, local_store_path
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -36,33 +21,30 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK) if path.is_dir() else os.access(path, os.W_OK)
 
 
-def check_local_store(uri: str, source: str) -> list[Check]:
-    """The path exists (or can be made), is the right kind, and this process may write it."""
-    path = store_path(uri)
-    kind = "SQLite database" if urlparse(uri).scheme == "sqlite" else "file store directory"
-    opt_in = []
-    if urlparse(uri).scheme == "file":
-        # Settings refuse a file:// URI unless MLFLOW_ALLOW_FILE_STORE opts in, so it is on.
-        opt_in = [
-            Check(
-                "file-store",
-                Status.OK,
-                "MLFLOW_ALLOW_FILE_STORE opts in to MLflow's file store (deprecated in MLflow 3; "
-                "sqlite:// is the supported local store)",
-            )
-        ]
-    if not path.is_absolute():
+def check_local_store(settings: TrackingSettings) -> list[Check]:
+    """MLflow's file-store opt-in, then the path: exists (or can be made), and is writable."""
+    uri, source = settings.tracking_uri, settings.tracking_uri_source
+    path = Path(local_store_path(uri))
+    if urlparse(uri).scheme == "sqlite":
+        return [_sqlite_path(path, source)]
+    if not settings.allow_file_store:
+        # Settings refuse this only while tracking is on; say it before it is switched on.
         return [
             Check(
-                "store-path",
+                "file-store",
                 Status.FAIL,
-                f"{kind} {path} is relative: it moves with the working directory",
-                f"use an absolute path in {source}",
+                f"{uri} is MLflow's file store, which MLflow 3 refuses without its opt-in",
+                f"set MLFLOW_ALLOW_FILE_STORE=true, or use a SQLite store: "
+                f"sqlite:///{path.parent / 'mlflow.db'}",
             )
         ]
-    if urlparse(uri).scheme == "sqlite":
-        return [*opt_in, _sqlite_path(path, source)]
-    return [*opt_in, _file_store_path(path, source)]
+    opt_in = Check(
+        "file-store",
+        Status.OK,
+        "MLFLOW_ALLOW_FILE_STORE=true opts in to MLflow's file store (sqlite:// is the store "
+        "MLflow recommends)",
+    )
+    return [opt_in, _file_store_path(path, source)]
 
 
 def _sqlite_path(path: Path, source: str) -> Check:
