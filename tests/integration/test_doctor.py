@@ -257,3 +257,14 @@ def test_file_store_without_the_opt_in_names_both_choices(tmp_path: Path) -> Non
     opted_in = doctor(**tracking(uri, MLFLOW_ALLOW_FILE_STORE="true"))
     assert opted_in.returncode == 0, opted_in.stdout
     assert line(opted_in, "file-store").startswith("✔ file-store")
+
+
+def test_python_m_dagma_is_the_same_command() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagma", "doctor", "--json"],
+        env={**env, "MLFLOW_USE_TRACKING": "maybe"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [check] = json.loads(result.stdout)["checks"]
+    assert (check["name"], check["status"]) == ("switch", "fail")

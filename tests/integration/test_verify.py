@@ -8,6 +8,7 @@ on, to the session's MLflow server) and four that make each failure real — the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +95,18 @@ def test_webserver_unreachable(mlflow_server: str):
         f"✘ webserver  the Dagster webserver at http://127.0.0.1:{port} does not answer: "
         "connection refused"
     )
+
+
+def test_json_report_names_the_failed_check(mlflow_server: str):
+    result = verify(
+        "--dagster-url", f"http://127.0.0.1:{free_port()}", "--mlflow-url", mlflow_server, "--json"
+    )
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["ok"] is False
+    assert [(c["name"], c["status"]) for c in report["checks"]] == [
+        ("mlflow", "ok"),
+        ("webserver", "fail"),
+    ]
 
 
 def test_mlflow_unreachable_stops_before_launching(dagster_url: str):

@@ -10,7 +10,7 @@ from typing import Any
 from dagma.cli.budget import Deadline
 from dagma.cli.dagster_run import VerifyError
 from dagma.cli.report import Check, Status
-from dagma.cli.server_checks import TrackingServer, health
+from dagma.cli.server_checks import TrackingServer, describe_error, health
 from dagma.cli.write_test import bounded_requests
 
 # The design's acceptance check: what train_model_stub records.
@@ -51,11 +51,19 @@ def _client(mlflow_url: str) -> Any:
 def find_run(mlflow_url: str, dagster_run_id: str, materialization: dict[str, str]) -> FoundRun:
     """The MLflow run tagged with ``dagster_run_id``, searched in every active experiment."""
     client = _client(mlflow_url)
-    with bounded_requests(REQUEST_TIMEOUT):
-        experiment_ids = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(
-            experiment_ids, filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'"
-        )
+    try:
+        with bounded_requests(REQUEST_TIMEOUT):
+            experiment_ids = [e.experiment_id for e in client.search_experiments()]
+            runs = client.search_runs(
+                experiment_ids, filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'"
+            )
+    except Exception as exc:
+        raise VerifyError(
+            "mlflow-run",
+            f"searching MLflow at {mlflow_url} failed: {describe_error(exc)}",
+            "run `dagma doctor` with MLFLOW_TRACKING_URI set to --mlflow-url (and the login "
+            "in MLFLOW_TRACKING_USERNAME/PASSWORD if the server asks for one)",
+        ) from None
     if not runs:
         raise VerifyError("mlflow-run", *_missing_run(mlflow_url, dagster_run_id, materialization))
     run = runs[0]
@@ -86,13 +94,18 @@ def _missing_run(
 def compare(mlflow_url: str, run: FoundRun) -> list[Check]:
     """The params, metric and artifact of ``run`` against the acceptance values."""
     client = _client(mlflow_url)
+    artifact, artifact_error = None, ""
     with bounded_requests(REQUEST_TIMEOUT), tempfile.TemporaryDirectory() as tmp:
-        data = client.get_run(run.run_id).data
+        try:
+            data = client.get_run(run.run_id).data
+        except Exception as exc:
+            raise VerifyError(
+                "mlflow-run", f"reading run {run.run_id} failed: {describe_error(exc)}"
+            ) from None
         try:
             artifact = Path(client.download_artifacts(run.run_id, ARTIFACT, tmp)).read_text()
         except Exception as exc:
-            artifact = None
-            artifact_error = " ".join(str(exc).split())[:200]
+            artifact_error = describe_error(exc)
     checks = [
         _values("params", data.params, EXPECTED_PARAMS),
         _values("metrics", data.metrics, EXPECTED_METRICS),
