@@ -80,6 +80,10 @@ def test_tracking_configmap_carries_the_mlflow_settings() -> None:
         "MLFLOW_USE_TRACKING": "true",
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MLFLOW_EXPERIMENT": "Default",
+        # MLflow's client reads these: a dead server fails a run in about 2 minutes, not 8.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     }
 
 

@@ -317,6 +317,14 @@ BAD_VALUES: dict[str, Bad] = {
         },
         ("tracking.credentials are set", "tracking.existingSecret (team-login)"),
     ),
+    "client-retries-negative": Bad(
+        "dagma", {"tracking": {"http": {"maxRetries": -1}}}, ("/tracking/http/maxRetries",)
+    ),
+    "client-timeout-a-string": Bad(
+        "dagma",
+        {"tracking": {"http": {"timeoutSeconds": "60"}}},
+        ("/tracking/http/timeoutSeconds",),
+    ),
     "tracking-uri-not-http": Bad(
         "dagma", {**EXTERNAL_MLFLOW, "tracking": {"uri": "ftp://mlflow"}}, ("/tracking/uri",)
     ),

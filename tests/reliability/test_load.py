@@ -1,0 +1,144 @@
+"""Load on one MLflow server as the chart runs it: 50 materializations in a row, 20 that raise.
+
+One release per module (charts/mlflow defaults, a free port; support.mlflow_pods). Every run
+logs data of its own (its index as a param, a metric and an artifact's content), so reading
+back proves each run is complete and holds only its own data. The server's access log gives
+its error count; the time per materialization is printed as information, never asserted.
+(No ``from __future__ import annotations``: Dagster resolves the Config annotation at once.)
+"""
+
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
+from mlflow import MlflowClient
+from support import mlflow_pods
+from support.helm import render
+
+from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
+from dagma.devserver import free_port
+
+SEQUENTIAL = 50
+RAISING = 20
+# uvicorn's access log: ... "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1" 200 OK
+ACCESS_STATUS = re.compile(r'HTTP/[\d.]+" (\d{3})\b')
+
+
+class Index(Config):
+    index: int
+
+
+@asset
+def indexed_training(
+    context: AssetExecutionContext, config: Index, tracking: MlflowRunRecorder
+) -> str:
+    with tracking.run(context) as run_id:
+        tracking.log_param("index", config.index)
+        tracking.log_metric("index_value", config.index)
+        with tempfile.TemporaryDirectory() as scratch:
+            summary = Path(scratch, "summary.txt")
+            summary.write_text(f"index={config.index}\n")
+            tracking.log_artifact(summary)
+    return run_id
+
+
+@asset
+def raising_training(context: AssetExecutionContext, config: Index, tracking: MlflowRunRecorder):
+    with tracking.run(context):
+        tracking.log_param("index", config.index)
+        raise RuntimeError(f"training {config.index} diverged")
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.ServerPod]:
+    rendered = render("mlflow", {"server": {"port": free_port()}})
+    started = mlflow_pods.start(rendered, tmp_path_factory.mktemp("mlflow-load"))
+    yield started
+    started.stop()
+
+
+def _statuses(log: str) -> list[int]:
+    return [int(m.group(1)) for line in log.splitlines() if (m := ACCESS_STATUS.search(line))]
+
+
+def _runs(client: MlflowClient, experiment: str) -> list:
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"experiment {experiment} was never created"
+    return client.search_runs([found.experiment_id], max_results=1000)
+
+
+def test_fifty_materializations_in_a_row_are_complete_and_distinct(
+    pod: mlflow_pods.ServerPod,
+) -> None:
+    experiment = f"sequential-{uuid.uuid4().hex[:8]}"
+    tracking = MlflowTrackingResource(tracking_uri=pod.url, experiment=experiment)
+    requests_before = len(_statuses(pod.log()))
+    durations = []
+    with DagsterInstance.ephemeral() as instance:
+        for index in range(SEQUENTIAL):
+            started = time.monotonic()
+            result = materialize(
+                [indexed_training],
+                resources={"tracking": tracking},
+                instance=instance,
+                run_config={"ops": {"indexed_training": {"config": {"index": index}}}},
+            )
+            durations.append(time.monotonic() - started)
+            assert result.success
+
+    client = MlflowClient(pod.url)
+    runs = _runs(client, experiment)
+    by_index = {int(run.data.params["index"]): run for run in runs}
+    assert len(runs) == SEQUENTIAL and sorted(by_index) == list(range(SEQUENTIAL))
+    cross_talk = 0
+    for index, run in by_index.items():
+        assert run.info.status == "FINISHED"
+        [artifact] = client.list_artifacts(run.info.run_id)
+        content = Path(client.download_artifacts(run.info.run_id, artifact.path)).read_text()
+        own = (
+            run.data.params == {"index": str(index)}
+            and run.data.metrics == {"index_value": float(index)}
+            and content == f"index={index}\n"
+        )
+        cross_talk += not own
+    statuses = _statuses(pod.log())[requests_before:]
+    errors = [s for s in statuses if s >= 500]
+    quantiles = statistics.quantiles(durations, n=20)
+    print(
+        f"{SEQUENTIAL} in a row: {len(runs)} runs, cross-talk {cross_talk}, "
+        f"{len(statuses)} requests, server errors {len(errors)}, "
+        f"p50 {statistics.median(durations):.2f} s, p95 {quantiles[18]:.2f} s"
+    )
+    assert len(statuses) > SEQUENTIAL, "the server's access log shows no requests"
+    assert cross_talk == 0
+    assert errors == []
+
+
+def test_twenty_raising_assets_leave_twenty_failed_runs_and_none_running(
+    pod: mlflow_pods.ServerPod,
+) -> None:
+    experiment = f"raising-{uuid.uuid4().hex[:8]}"
+    tracking = MlflowTrackingResource(tracking_uri=pod.url, experiment=experiment)
+    with DagsterInstance.ephemeral() as instance:
+        for index in range(RAISING):
+            result = materialize(
+                [raising_training],
+                resources={"tracking": tracking},
+                instance=instance,
+                run_config={"ops": {"raising_training": {"config": {"index": index}}}},
+                raise_on_error=False,
+            )
+            assert not result.success
+    runs = _runs(MlflowClient(pod.url), experiment)
+    statuses = [run.info.status for run in runs]
+    print(
+        f"{RAISING} raising: {statuses.count('FAILED')} FAILED, {statuses.count('RUNNING')} RUNNING"
+    )
+    assert statuses.count("FAILED") == RAISING and "RUNNING" not in statuses
+    assert sorted(int(run.data.params["index"]) for run in runs) == list(range(RAISING))

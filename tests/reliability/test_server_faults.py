@@ -1,0 +1,212 @@
+"""The MLflow server SIGKILLed and restarted on the same volume, as the chart runs it.
+
+One release per module: charts/mlflow rendered with its defaults (SQLite and artifacts on the
+volume; a free port), its migration Job and server run as local processes from the manifests
+(support.mlflow_pods). Materializations are real ``dagster asset materialize`` processes of the
+dagma code location, as a run pod would start them, with the MLflow client settings charts/dagma
+gives run pods (bounded HTTP retries). The server is killed with SIGKILL (no shutdown of any
+kind) and started again from the same container spec on the same volume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from support import container_spec, mlflow_pods
+from support.helm import render
+from support.umbrella import render_umbrella
+
+from dagma.devserver import free_port
+
+LOCATIONS = Path(__file__).parent / "locations"
+EXPERIMENT = f"faults-{uuid.uuid4().hex[:8]}"
+BEFORE_KILL = 3  # materializations recorded before the first kill
+# The goal for a materialization whose server dies under it: a clear failure, not a hang.
+# With MLflow's default client retries it took 495 s; charts/dagma bounds them.
+FAILURE_BOUND_SECONDS = 300
+CLIENT_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.ServerPod]:
+    rendered = render("mlflow", {"server": {"port": free_port()}})
+    started = mlflow_pods.start(rendered, tmp_path_factory.mktemp("mlflow-faults"))
+    yield started
+    started.stop()
+
+
+def _client(pod: mlflow_pods.ServerPod) -> MlflowClient:
+    os.environ.update(CLIENT_ENV)
+    return MlflowClient(pod.url)
+
+
+def _materialize_command(module: str, asset: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        module,
+        "--select",
+        asset,
+    ]
+
+
+def _run_pod_http_settings() -> dict[str, str]:
+    """The MLflow client's HTTP settings from charts/dagma's ConfigMap, as run pods get them."""
+    data = render_umbrella().one("ConfigMap", "dagma-mlflow-env")["data"]
+    return {key: value for key, value in data.items() if key.startswith("MLFLOW_HTTP_REQUEST_")}
+
+
+def _env(pod: mlflow_pods.ServerPod, home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        **CLIENT_ENV,
+        **_run_pod_http_settings(),
+        "MLFLOW_USE_TRACKING": "true",
+        "MLFLOW_TRACKING_URI": pod.url,
+        "MLFLOW_EXPERIMENT": EXPERIMENT,
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join([str(LOCATIONS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _materialize(pod: mlflow_pods.ServerPod, home: Path) -> None:
+    command = _materialize_command("dagma.definitions", "train_model_stub")
+    result = subprocess.run(
+        command, env=_env(pod, home), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def snapshot(client: MlflowClient) -> dict[str, Any]:
+    """Every run of the experiment: status, params, metrics and its artifacts' bytes."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return {}
+    runs = {}
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        artifacts = {}
+        for info in client.list_artifacts(run.info.run_id):
+            if not info.is_dir:
+                local = client.download_artifacts(run.info.run_id, info.path)
+                artifacts[info.path] = Path(local).read_bytes()
+        runs[run.info.run_id] = {
+            "status": run.info.status,
+            "params": run.data.params,
+            "metrics": run.data.metrics,
+            "artifacts": artifacts,
+        }
+    return runs
+
+
+def _counts(runs: dict[str, Any]) -> dict[str, int]:
+    return {
+        "runs": len(runs),
+        "params": sum(len(r["params"]) for r in runs.values()),
+        "metrics": sum(len(r["metrics"]) for r in runs.values()),
+        "artifacts": sum(len(r["artifacts"]) for r in runs.values()),
+    }
+
+
+def kill_server(pod: mlflow_pods.ServerPod) -> None:
+    """SIGKILL the server and every worker: no shutdown, no flush, like a node losing power."""
+    for pid in container_spec.process_tree(pod.process.pid):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    pod.process.wait(timeout=30)
+
+
+def restart_server(pod: mlflow_pods.ServerPod) -> None:
+    """The kubelet's restart: the same container spec, the same volume."""
+    with pod.log_path.open("a") as log:
+        pod.process = pod.server.popen(log)
+    deadline = time.monotonic() + 300
+    while not mlflow_pods.is_healthy(pod.url):
+        assert pod.process.poll() is None, f"restart failed:\n{pod.log()[-3000:]}"
+        assert time.monotonic() < deadline, "the restarted server never became healthy"
+        time.sleep(0.5)
+
+
+def test_a_sigkill_between_materializations_loses_nothing(
+    pod: mlflow_pods.ServerPod, tmp_path: Path
+) -> None:
+    for i in range(BEFORE_KILL):
+        _materialize(pod, tmp_path / f"home-{i}")
+    client = _client(pod)
+    before = snapshot(client)
+    assert _counts(before)["runs"] == BEFORE_KILL
+    assert all(run["status"] == "FINISHED" and run["artifacts"] for run in before.values())
+
+    kill_server(pod)
+    restart_server(pod)
+    after = snapshot(client)
+    lost = {k: _counts(before)[k] - _counts(after)[k] for k in _counts(before)}
+    print(f"SIGKILL between materializations: before {_counts(before)}, lost {lost}")
+    assert after == before
+
+    _materialize(pod, tmp_path / "home-after")  # the restarted server takes new runs
+    assert _counts(snapshot(client))["runs"] == BEFORE_KILL + 1
+
+
+def test_a_sigkill_inside_a_materialization_fails_it_and_loses_nothing_earlier(
+    pod: mlflow_pods.ServerPod, tmp_path: Path
+) -> None:
+    client = _client(pod)
+    before = snapshot(client)
+    home = tmp_path / "home-paused"
+    command = _materialize_command("paused_training", "paused_training")
+    with (tmp_path / "materialize.log").open("w") as log:
+        process = subprocess.Popen(
+            command, env=_env(pod, home), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 300
+        started = []
+        while not started:
+            assert process.poll() is None, (tmp_path / "materialize.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the paused run never reached the server"
+            time.sleep(0.5)
+            started = [r for r in snapshot(client) if r not in before]
+        [interrupted] = started
+
+        kill_server(pod)
+        killed_at = time.monotonic()
+        (home / "resume").touch()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=FAILURE_BOUND_SECONDS)
+        failed_after = time.monotonic() - killed_at
+        assert process.poll() is not None, f"still running {failed_after:.0f} s after the kill"
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = (tmp_path / "materialize.log").read_text()
+    print(f"SIGKILL inside a materialization: it failed {failed_after:.1f} s after the kill")
+    assert process.returncode != 0, output[-3000:]
+    assert "127.0.0.1" in output, "the error does not say which server failed"
+
+    restart_server(pod)
+    after = snapshot(client)
+    assert {k: v for k, v in after.items() if k in before} == before, "earlier runs changed"
+    status = after[interrupted]["status"]
+    print(f"the interrupted run is {status}")
+    assert status != "FINISHED", "the interrupted run looks successful"
