@@ -69,7 +69,9 @@ def test_a_stopped_run_ends_its_mlflow_run_failed_or_killed(
     finally:
         if process.poll() is None:
             process.kill()
-    status = client.get_run(run.info.run_id).info.status
+    ended = client.get_run(run.info.run_id)
+    status = ended.info.status
     print(f"{stop.name}: the process exited {process.returncode}, the MLflow run is {status}")
     assert process.returncode != 0, log.read_text()[-3000:]
     assert status in {"FAILED", "KILLED"}, log.read_text()[-3000:]
+    assert "dagster.failure" in ended.data.tags  # why, on the run itself
