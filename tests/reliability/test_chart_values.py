@@ -155,6 +155,11 @@ BAD_VALUES: dict[str, Bad] = {
         "mlflow", {"podLabels": {"team": "ml ops"}}, ("/podLabels/team",)
     ),
     "label-key-invalid": Bad("mlflow", {"podLabels": {"bad key!": "x"}}, ("'bad key!'",)),
+    "pod-label-over-a-selector-label": Bad(
+        "mlflow",
+        {"podLabels": {"app.kubernetes.io/component": "x"}},
+        ("podLabels may not set app.kubernetes.io/component", "Use a label of your own"),
+    ),
     "node-selector-value-invalid": Bad(
         "mlflow", {"nodeSelector": {"disk": "fast ssd"}}, ("/nodeSelector/disk",)
     ),

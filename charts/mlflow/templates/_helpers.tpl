@@ -190,6 +190,11 @@ seccompProfile:
 {{- if and (or .Values.ingress.enabled (ne .Values.service.type "ClusterIP")) (not .Values.auth.enabled) (not .Values.auth.allowUnauthenticatedExposure) }}
 {{- fail (printf "%s exposes the MLflow server outside the cluster with no login (auth.enabled=false): anyone who reaches it can read and delete runs. Set auth.enabled=true, or set auth.allowUnauthenticatedExposure=true if something in front of it authenticates" (ternary "ingress.enabled=true" (printf "service.type=%s" .Values.service.type) .Values.ingress.enabled)) }}
 {{- end }}
+{{- range $key, $value := .Values.podLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) }}
+{{- fail (printf "podLabels may not set %s: the chart sets it, and its selectors and NetworkPolicy rely on it (a different value would detach the pods from their Deployment and Service). Use a label of your own" $key) }}
+{{- end }}
+{{- end }}
 {{- range .Values.server.extraAllowedHosts }}
 {{- if eq . "*" }}
 {{- fail "server.extraAllowedHosts may not contain \"*\": it turns MLflow's Host-header check off (DNS rebinding protection). List the host names clients use instead, e.g. mlflow.example.com or *.example.com" }}
