@@ -87,22 +87,6 @@ def variant_servers(
             server.stop()
 
 
-def test_all_checks_pass_and_the_write_test_leaves_a_deleted_run(mlflow_server: str) -> None:
-    experiment = f"doctor-{uuid.uuid4().hex[:8]}"
-    result = doctor("--write-test", **tracking(mlflow_server, MLFLOW_EXPERIMENT=experiment))
-    assert result.returncode == 0, result.stdout + result.stderr
-    for check in ("switch", "dns", "tcp", "health", "version", "host-header", "credentials"):
-        assert line(result, check).startswith("✔"), result.stdout
-    assert "mlflow-artifacts:" in line(result, "artifacts")
-    assert line(result, "write-test").startswith("✔")
-    client = MlflowClient(tracking_uri=mlflow_server)
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    [run] = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
-    assert run.info.lifecycle_stage == "deleted"
-    assert run.data.params == {"dagma_doctor_param": "42"}
-    assert run.data.metrics == {"dagma_doctor_metric": 0.5}
-
-
 def test_json_report_lists_every_check(mlflow_server: str) -> None:
     result = doctor("--json", **tracking(mlflow_server))
     report = json.loads(result.stdout)
@@ -171,6 +155,22 @@ def test_missing_experiment_is_fine_and_new_ones_would_be_proxied(mlflow_server:
     assert result.returncode == 0, result.stdout
     assert "does not exist yet; the first run creates it" in line(result, "experiment")
     assert "mlflow-artifacts:" in line(result, "artifacts")
+
+
+def test_all_checks_pass_and_the_write_test_leaves_a_deleted_run(mlflow_server: str) -> None:
+    experiment = f"doctor-{uuid.uuid4().hex[:8]}"
+    result = doctor("--write-test", **tracking(mlflow_server, MLFLOW_EXPERIMENT=experiment))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for check in ("switch", "dns", "tcp", "health", "version", "host-header", "credentials"):
+        assert line(result, check).startswith("✔"), result.stdout
+    assert "mlflow-artifacts:" in line(result, "artifacts")
+    assert line(result, "write-test").startswith("✔")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    [run] = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert run.info.lifecycle_stage == "deleted"
+    assert run.data.params == {"dagma_doctor_param": "42"}
+    assert run.data.metrics == {"dagma_doctor_metric": 0.5}
 
 
 def test_refused_host_header_prints_the_allowed_hosts_entry(variant_servers) -> None:
