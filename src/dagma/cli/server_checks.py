@@ -314,10 +314,8 @@ def _credentials(
         return Check("credentials", Status.OK, "the server does not ask for a login")
     try:
         anonymous = request(_anonymous(creds), _experiment_endpoint("Default"), deadline)
-    except Exception as exc:
-        return Check(
-            "credentials", Status.OK, f"{login} is accepted ({describe_error(exc)} without it)"
-        )
+    except Exception:
+        return Check("credentials", Status.OK, f"{login} is accepted")
     if anonymous.status_code == 401:
         return Check("credentials", Status.OK, f"the server asks for a login; {login} is accepted")
     return Check(
