@@ -24,6 +24,15 @@ def test_notes_end_with_the_verify_command_for_both_port_forwards() -> None:
     )
 
 
+def test_notes_say_how_to_run_doctor_in_the_code_locations_pod() -> None:
+    notes = render_umbrella().notes
+    doctor = (
+        'kubectl --namespace dagma exec "$(kubectl --namespace dagma get pod '
+        '-l deployment=dagma-user-code -o name | head -n 1)" -- python -m dagma doctor'
+    )
+    assert doctor in notes
+
+
 def test_notes_ask_for_the_login_when_mlflow_requires_one() -> None:
     values = {
         "mlflow": {"auth": {"enabled": True, "existingSecret": "mlflow-admin"}},
