@@ -31,11 +31,20 @@ def parser() -> argparse.ArgumentParser:
         "through the Dagster webserver's GraphQL API, then find its MLflow run by the "
         "dagster.run_id tag and check n_estimators=10, rmse=0.123 and train_summary.txt.",
     )
-    verify.add_argument("--dagster-url", default=DEFAULT_DAGSTER_URL, help="Dagster webserver")
-    verify.add_argument("--mlflow-url", default=DEFAULT_MLFLOW_URL, help="MLflow server")
+    verify.add_argument(
+        "--dagster-url",
+        default=DEFAULT_DAGSTER_URL,
+        help="Dagster webserver (default: %(default)s)",
+    )
+    verify.add_argument(
+        "--mlflow-url", default=DEFAULT_MLFLOW_URL, help="MLflow server (default: %(default)s)"
+    )
     verify.add_argument("--location", help="code location to use (default: the one with the asset)")
     verify.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the run"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for the run (default: %(default)s)",
     )
     verify.add_argument("--json", action="store_true", help="print one JSON document")
     return top
