@@ -44,3 +44,14 @@ lint: sync
 
 bench: sync
 	@$(UV) run --frozen python -m benchmarks
+
+.PHONY: cluster-up cluster-down
+
+## A real single-node Kubernetes (binaries built from pinned Go modules, cached in
+## ~/.cache/dagma/cluster); kubeconfig in .cluster/kubeconfig, helm and kubectl in .cluster/bin.
+cluster-up: sync
+	@PYTHONPATH=tests:tests/cluster $(UV) run --frozen python -m localcluster up
+
+## Stop every process of the cluster and remove its interfaces and firewall rules (keeps the cache).
+cluster-down: sync
+	@PYTHONPATH=tests:tests/cluster $(UV) run --frozen python -m localcluster down

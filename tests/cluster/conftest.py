@@ -1,0 +1,103 @@
+"""Session fixtures of the real cluster: brought up once (or reused if it already runs).
+
+Needs root (interfaces, iptables, mounts) and Go (the binaries are built here): without
+them the tests skip locally and fail under CI=true. A cluster this session started is
+stopped at its end; one that was already running (``make cluster-up``) is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from localcluster import binaries, cluster, engine
+from localcluster.components import Layout
+from support.container.base_image import ensure_base_image
+from support.images import ReleaseImages, build_release_images
+from support.tools import missing
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FIGURES = pytest.StashKey[dict[str, str]]()
+Measure = Callable[[str, str], None]
+
+
+@pytest.fixture(scope="session")
+def cluster_measure(pytestconfig: pytest.Config) -> Measure:
+    """``cluster_measure(name, value)`` records a figure (printed, never asserted)."""
+    figures = pytestconfig.stash.setdefault(FIGURES, {})
+
+    def record(name: str, value: str) -> None:
+        figures[name] = value
+        print(f"[measure] {name}: {value}", flush=True)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    figures = terminalreporter.config.stash.get(FIGURES, {})
+    if not figures:
+        return
+    terminalreporter.section("local cluster measurements")
+    for name, value in figures.items():
+        terminalreporter.write_line(f"{name}: {value}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "cluster-measurements.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def local_cluster(cluster_measure: Measure) -> Iterator[cluster.Started]:
+    """The running cluster (started here unless `make cluster-up` already did)."""
+    if os.geteuid() != 0:
+        missing("root", "the local cluster creates interfaces and iptables rules: run as root")
+    if binaries.go_executable() is None:
+        missing("Go", "the cluster's binaries are built from source: install Go 1.26")
+    if shutil.which("gcc") is None:
+        missing("gcc", "the pause image is compiled from Kubernetes' pause.c: apt-get install gcc")
+    try:
+        started = cluster.up()
+    except BaseException:
+        cluster.down()  # leave nothing half-started behind; the error says what failed
+        raise
+    cluster_measure("cluster", "reused" if started.already_running else "started here")
+    for name, seconds in started.timings.items():
+        cluster_measure(f"cluster up: {name}", f"{seconds:.1f} s")
+    memory = cluster.resident_memory(started.layout)
+    cluster_measure("resident memory, all components", f"{sum(memory.values()):.0f} MiB")
+    for name, mib in memory.items():
+        cluster_measure(f"resident memory, {name}", f"{mib:.0f} MiB")
+    yield started
+    if not started.already_running:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def layout(local_cluster: cluster.Started) -> Layout:
+    return local_cluster.layout
+
+
+@pytest.fixture(scope="session")
+def kube(layout: Layout) -> client.ApiClient:
+    """A Kubernetes API client (the official Python client) as the cluster admin."""
+    return config.new_client_from_config(config_file=str(layout.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(kube: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(kube)
+
+
+@pytest.fixture(scope="session")
+def pod_image(local_cluster: cluster.Started) -> str:
+    """An image with python3 in the node's engine (the harness's base image)."""
+    return ensure_base_image(engine.docker()).tag
+
+
+@pytest.fixture(scope="session")
+def release_images(local_cluster: cluster.Started, pod_image: str) -> ReleaseImages:
+    """Both images of the release, built into the node's engine with the manifests' tags."""
+    return build_release_images(engine.docker(), pod_image)

@@ -1,0 +1,42 @@
+"""``python -m localcluster up|down``: start or stop the local cluster, print how to use it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from localcluster import cluster, engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localcluster", description=__doc__)
+    parser.add_argument("action", choices=("up", "down"))
+    action = parser.parse_args(argv).action
+    if os.geteuid() != 0:
+        print(
+            "the local cluster needs root (network interfaces, iptables, mounts)", file=sys.stderr
+        )
+        return 2
+    if action == "down":
+        cluster.down()
+        return 0
+    started = cluster.up()
+    state = "already running" if started.already_running else "started"
+    print(
+        f"cluster {state}; timings (s): "
+        + ", ".join(f"{k}={v:.1f}" for k, v in started.timings.items())
+    )
+    memory = cluster.resident_memory(started.layout)
+    print(
+        f"resident memory (MiB): total {sum(memory.values()):.0f}, "
+        + ", ".join(f"{name} {mib:.0f}" for name, mib in memory.items())
+    )
+    print(f"export KUBECONFIG={started.layout.kubeconfig}")
+    print(f'export PATH="{started.layout.bin}:$PATH"')
+    print(f"export DOCKER_HOST={engine.HOST}  # images for pods are built into the node's engine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

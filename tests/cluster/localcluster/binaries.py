@@ -1,0 +1,190 @@
+"""The cluster's binaries, built here from pinned Go wrapper modules and cached outside the clone.
+
+Each wrapper module under ``tests/cluster/build/<module>/`` pins one upstream
+release (its go.mod/go.sum, plus a main.go where upstream's own main is not
+importable). A build goes into ``<cache>/<module>-<key>/`` where the key hashes
+everything that decides the bytes (go.mod, go.sum, main.go, ldflags, the Go
+version), so a fresh clone on the same machine finds its binaries in seconds and
+a changed pin builds anew. ``.cluster/bin/`` then holds symlinks to the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localcluster.settings import BUILD_DIR, cache_dir, cluster_dir
+
+KUBERNETES_VERSION = "v1.34.4"
+KUBERNETES_BUILD_DATE = "2026-02-10T12:53:36Z"  # the module's publication time, for a stable key
+HELM_VERSION = "v3.19.5"
+COREDNS_VERSION = "v1.13.2"
+CRI_DOCKERD_VERSION = "0.3.17"
+
+
+def _kubernetes_ldflags() -> tuple[str, ...]:
+    """What hack/lib/version.sh passes, for both version packages, so /version tells the release."""
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    values = {
+        "gitVersion": KUBERNETES_VERSION,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "archive",
+        "buildDate": KUBERNETES_BUILD_DATE,
+    }
+    return tuple(
+        f"-X {package}.{key}={value}"
+        for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+        for key, value in values.items()
+    )
+
+
+@dataclass(frozen=True)
+class Module:
+    """One wrapper module and the commands it builds (binary name -> Go package)."""
+
+    name: str
+    commands: dict[str, str]
+    ldflags: tuple[str, ...] = field(default=())
+
+    @property
+    def source(self) -> Path:
+        return BUILD_DIR / self.name
+
+    def key(self) -> str:
+        """Hash of everything that decides the binaries' bytes."""
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum", "main.go"):
+            path = self.source / name
+            digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b""))
+        digest.update("\0".join(self.ldflags).encode())
+        digest.update(go_version().encode())
+        return digest.hexdigest()[:16]
+
+    def cached(self) -> Path:
+        return cache_dir() / f"{self.name}-{self.key()}"
+
+
+MODULES = (
+    Module(
+        "kubernetes",
+        {
+            name: f"k8s.io/kubernetes/cmd/{name}"
+            for name in (
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet",
+                "kube-proxy",
+                "kubectl",
+            )
+        },
+        _kubernetes_ldflags(),
+    ),
+    Module("etcd", {"etcd": "."}),
+    Module(
+        "cri-dockerd",
+        {"cri-dockerd": "github.com/Mirantis/cri-dockerd"},
+        (f"-X github.com/Mirantis/cri-dockerd/cmd/version.Version={CRI_DOCKERD_VERSION}",),
+    ),
+    Module(
+        "coredns",
+        {"coredns": "github.com/coredns/coredns"},
+        (f"-X github.com/coredns/coredns/coremain.GitCommit={COREDNS_VERSION}",),
+    ),
+    Module(
+        "local-path-provisioner",
+        {"local-path-provisioner": "github.com/rancher/local-path-provisioner"},
+    ),
+    Module(
+        "helm",
+        {"helm": "helm.sh/helm/v3/cmd/helm"},
+        (
+            f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+            "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        ),
+    ),
+)
+
+
+def go_executable() -> str | None:
+    """The machine's ``go`` (PATH, then /usr/local/go/bin)."""
+    return shutil.which("go") or next(
+        (p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None
+    )
+
+
+def go_version() -> str:
+    go = go_executable()
+    if go is None:
+        raise RuntimeError("Go is not installed: the cluster's binaries are built from source")
+    return subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
+
+
+def _go_env() -> dict[str, str]:
+    # The machine's own Go, static binaries (no libc coupling), no VCS stamping of the wrapper.
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
+    return env
+
+
+def build_module(module: Module, log=print) -> Path:
+    """Build ``module``'s commands into its cache directory unless they are there; return it."""
+    target = module.cached()
+    if all((target / name).exists() for name in module.commands):
+        return target
+    partial = target.with_name(target.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    go = go_executable()
+    assert go is not None
+    for name, package in module.commands.items():
+        if (partial / name).exists():
+            continue
+        began = time.monotonic()
+        log(f"    building {name} ({module.name}) ...")
+        command = [
+            go,
+            "build",
+            "-trimpath",
+            "-ldflags",
+            " ".join(("-s", "-w", *module.ldflags)),
+            "-o",
+            str(partial / (name + ".tmp")),
+            package,
+        ]
+        result = subprocess.run(command, cwd=module.source, env=_go_env(), text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"`{' '.join(command)}` in {module.source} failed")
+        (partial / (name + ".tmp")).rename(partial / name)
+        log(f"    built {name} in {time.monotonic() - began:.0f} s")
+    partial.rename(target)
+    return target
+
+
+def ensure_binaries(bin_dir: Path | None = None, log=print) -> dict[str, float]:
+    """Build what is missing, link every binary into ``bin_dir`` (default .cluster/bin);
+    return seconds per module."""
+    bin_dir = bin_dir or cluster_dir() / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    for module in MODULES:
+        began = time.monotonic()
+        built = build_module(module, log)
+        timings[module.name] = time.monotonic() - began
+        for name in module.commands:
+            link = bin_dir / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(built / name)
+    return timings
+
+
+if __name__ == "__main__":  # python -m localcluster.binaries: build only
+    for module_name, seconds in ensure_binaries().items():
+        print(f"{module_name}: {seconds:.1f} s", file=sys.stderr)
