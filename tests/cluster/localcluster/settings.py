@@ -6,9 +6,6 @@ Environment variables (all optional):
   (default ``~/.cache/dagma/cluster``).
 - ``DAGMA_CLUSTER_DIR``: the cluster's state (certs, logs, pids, kubeconfig, data), default
   ``<repo>/.cluster`` (git-ignored).
-- ``DAGMA_DAGSTER_CHART``: a directory holding the official Dagster chart; when set (or when
-  ``charts/dagma/charts/`` holds it) the release installs it instead of the objects
-  ``tests/support/dagster_manifests.py`` builds.
 """
 
 from __future__ import annotations
@@ -44,18 +41,3 @@ def cache_dir() -> Path:
     """The binary cache (``DAGMA_CLUSTER_CACHE`` or ``~/.cache/dagma/cluster``)."""
     default = Path.home() / ".cache" / "dagma" / "cluster"
     return Path(os.environ.get("DAGMA_CLUSTER_CACHE") or default).resolve()
-
-
-def dagster_chart_dir() -> Path | None:
-    """The official Dagster chart to install, if one is on this machine."""
-    chosen = os.environ.get("DAGMA_DAGSTER_CHART")
-    if chosen:
-        path = Path(chosen).resolve()
-        if not (path / "Chart.yaml").is_file():
-            raise ValueError(
-                f"DAGMA_DAGSTER_CHART={chosen!r} holds no Chart.yaml: point it at the unpacked "
-                "official Dagster chart (the `dagster/` directory `helm pull --untar` leaves)"
-            )
-        return path
-    vendored = ROOT / "charts" / "dagma" / "charts" / "dagster"
-    return vendored if (vendored / "Chart.yaml").is_file() else None
