@@ -198,6 +198,9 @@ def start(
         process = subprocess.Popen(
             server_command(data_dir, port),
             stdout=log, stderr=subprocess.STDOUT, cwd=data_dir, start_new_session=detached,
+            # As charts/mlflow runs it: no GenAI job runner, whose ~7 workers each import
+            # MLflow right after /health answers (seconds of CPU the first requests wait for).
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )  # fmt: skip
     server = LocalMlflowServer(url=url, data_dir=data_dir, process=process, detached=detached)
     deadline = time.monotonic() + timeout
