@@ -256,7 +256,7 @@ def follow(
     start = clock()
     last = None
     while True:
-        status = client.get_run_status(run_id).value
+        status = _run_status(client, dagster_url, run_id)
         if status != last:
             progress.write(f"  {clock() - start:5.1f} s  run {run_id[:8]} {status}\n")
             progress.flush()
@@ -272,6 +272,16 @@ def follow(
             )
         time.sleep(1)
     return _outcome(client, dagster_url, run_id, status)
+
+
+def _run_status(client: Any, dagster_url: str, run_id: str) -> str:
+    from dagster_graphql import DagsterGraphQLClientError
+
+    try:
+        return client.get_run_status(run_id).value
+    except DagsterGraphQLClientError:
+        _query(client, dagster_url, "{ version }")  # raises the webserver message if it is gone
+        raise
 
 
 def _outcome(client: Any, dagster_url: str, run_id: str, status: str) -> RunOutcome:
