@@ -246,6 +246,8 @@ def test_sqlite_store_passes_the_write_test(tmp_path: Path) -> None:
     [run] = MlflowClient(tracking_uri=uri).search_runs(["0"], run_view_type=ViewType.ALL)
     assert run.info.lifecycle_stage == "deleted"
     assert run.data.params == {"dagma_doctor_param": "42"}
+    # Beside the database, as runs keep them; never ./mlruns of the directory doctor ran in.
+    assert run.info.artifact_uri.startswith(str(tmp_path / "mlartifacts")), run.info.artifact_uri
 
 
 def test_file_store_without_the_opt_in_names_both_choices(tmp_path: Path) -> None:

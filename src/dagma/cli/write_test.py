@@ -12,9 +12,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 from dagma.cli.budget import Deadline
 from dagma.cli.report import Check, Status
+from dagma.defs.models.tracking import open_sqlite_store
 
 PARAM = ("dagma_doctor_param", "42")
 METRIC = ("dagma_doctor_metric", 0.5)
@@ -45,7 +47,13 @@ def bounded_requests(timeout: float) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _experiment_id(client: object, name: str) -> str:
+def _experiment_id(client: object, uri: str, name: str) -> str:
+    if urlparse(uri).scheme == "sqlite":
+        # Open the database the way runs do, artifacts beside it: MLflow's client would
+        # create it with the Default experiment's artifacts under ./mlruns of this directory.
+        store = open_sqlite_store(uri)
+        experiment = store.get_experiment_by_name(name)
+        return experiment.experiment_id if experiment else store.create_experiment(name)
     experiment = client.get_experiment_by_name(name)  # type: ignore[attr-defined]
     if experiment is not None:
         return experiment.experiment_id
@@ -56,13 +64,15 @@ def write_test(uri: str, experiment: str, deadline: Deadline) -> Check:
     """Create a run, log to it, read it back, delete it; one check with what happened."""
     from mlflow import MlflowClient
 
+    if urlparse(uri).scheme == "sqlite":
+        open_sqlite_store(uri)  # before MlflowClient, which would create the database itself
     client = MlflowClient(tracking_uri=uri)
     marker = uuid.uuid4().hex
     run_id = None
     step = "finding the experiment"
     try:
         with bounded_requests(deadline.timeout(5.0)), tempfile.TemporaryDirectory() as tmp:
-            experiment_id = _experiment_id(client, experiment)
+            experiment_id = _experiment_id(client, uri, experiment)
             step = "creating a run"
             run = client.create_run(
                 experiment_id, run_name="dagma-doctor-write-test", tags={"dagma.doctor": marker}

@@ -210,7 +210,8 @@ class MlflowTrackingResource(MlflowRunRecorder):
 
         if urlparse(self.tracking_uri).scheme == "sqlite":
             # Creates the database (and its Default experiment) on first use, artifacts beside it.
-            experiment = self._sqlite_store().get_experiment_by_name(self.experiment)
+            store = open_sqlite_store(self.tracking_uri)
+            experiment = store.get_experiment_by_name(self.experiment)
         elif self.local_store:
             experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
         else:
@@ -234,21 +235,8 @@ class MlflowTrackingResource(MlflowRunRecorder):
 
     def _create_experiment(self) -> str:
         if urlparse(self.tracking_uri).scheme == "sqlite":
-            return self._sqlite_store().create_experiment(self.experiment)
+            return open_sqlite_store(self.tracking_uri).create_experiment(self.experiment)
         return self._mlflow_client().create_experiment(self.experiment)
-
-    def _sqlite_store(self) -> Any:
-        """The database store, with artifacts kept next to the database file.
-
-        MLflow's client would put them under ./mlruns of whatever directory the
-        process happens to run in (and record that path for the Default experiment
-        when it creates the database), which differs between run pods and `dagster dev`.
-        """
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        database = Path(local_store_path(self.tracking_uri))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        return SqlAlchemyStore(self.tracking_uri, str(database.parent / "mlartifacts"))
 
     def _server_experiment(self) -> Any:
         """Look the experiment up, failing in seconds with the fix when no server answers.
@@ -305,6 +293,20 @@ class MlflowTrackingResource(MlflowRunRecorder):
             f"{where} answered HTTP {response.status_code} to {EXPERIMENT_BY_NAME}: "
             f"{response.text[:200]!r}. Is it an MLflow Tracking server? {fix}"
         )
+
+
+def open_sqlite_store(tracking_uri: str) -> Any:
+    """MLflow's database store for ``sqlite:///…``, with artifacts kept next to the database file.
+
+    MLflow's client would put them under ./mlruns of whatever directory the
+    process happens to run in (and record that path for the Default experiment
+    when it creates the database), which differs between run pods and `dagster dev`.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    database = Path(local_store_path(tracking_uri))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return SqlAlchemyStore(tracking_uri, str(database.parent / "mlartifacts"))
 
 
 @contextmanager
