@@ -114,7 +114,11 @@ def materialize(url: str) -> None:
                "-m", "dagma.definitions", "--select", ASSET]  # fmt: skip
     result = subprocess.run(command, env=_tracking_env(url), capture_output=True, text=True)
     if result.returncode != 0:
-        fail(f"materialization failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        fail(
+            f"materialization failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}\n"
+            f"To see why: MLFLOW_USE_TRACKING=true MLFLOW_TRACKING_URI={url} "
+            "uv run dagma doctor --write-test"
+        )
 
 
 def latest_mlflow_run_id() -> str:
