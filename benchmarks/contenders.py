@@ -13,7 +13,10 @@ metric with steps instead (a training loop).
 - ``raw_client``: the official ``MlflowClient`` called directly in the asset.
 """
 
+import contextlib
+import io
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ CONTENDERS = ("nothing", "stub", "dagma", "dagster_mlflow", "raw_client")
 TRACKED = ("dagma", "dagster_mlflow", "raw_client")
 EXPERIMENT = "bench"
 JOB = "bench"
+# dagster-mlflow is marked beta; saying so at every materialization buries the results.
+warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 # Dagster's console logger off: its output is not what is measured.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -131,6 +136,8 @@ def build_job(contender: str, tracking_uri: str, points: int | None = None) -> J
 
 def materialize_once(job: JobDefinition) -> None:
     """Execute ``job`` in this process; raise if it fails."""
-    result = job.execute_in_process(run_config=QUIET)
+    # MLflow prints a "View run" link for the others' runs: not what is measured.
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = job.execute_in_process(run_config=QUIET)
     if not result.success:
         raise RuntimeError(f"benchmark job {job.name} failed")
