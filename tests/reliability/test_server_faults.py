@@ -51,8 +51,9 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.Server
     started.stop()
 
 
-def _client(pod: mlflow_pods.ServerPod) -> MlflowClient:
-    os.environ.update(CLIENT_ENV)
+def _client(pod: mlflow_pods.ServerPod, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    for key, value in CLIENT_ENV.items():  # MLflow's client reads them at each request
+        monkeypatch.setenv(key, value)
     return MlflowClient(pod.url)
 
 
@@ -148,11 +149,11 @@ def restart_server(pod: mlflow_pods.ServerPod) -> None:
 
 
 def test_a_sigkill_between_materializations_loses_nothing(
-    pod: mlflow_pods.ServerPod, tmp_path: Path
+    pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(BEFORE_KILL):
         _materialize(pod, tmp_path / f"home-{i}")
-    client = _client(pod)
+    client = _client(pod, monkeypatch)
     before = snapshot(client)
     assert _counts(before)["runs"] == BEFORE_KILL
     assert all(run["status"] == "FINISHED" and run["artifacts"] for run in before.values())
@@ -169,9 +170,9 @@ def test_a_sigkill_between_materializations_loses_nothing(
 
 
 def test_a_sigkill_inside_a_materialization_fails_it_and_loses_nothing_earlier(
-    pod: mlflow_pods.ServerPod, tmp_path: Path
+    pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = _client(pod)
+    client = _client(pod, monkeypatch)
     before = snapshot(client)
     home = tmp_path / "home-paused"
     command = _materialize_command("paused_training", "paused_training")
