@@ -18,7 +18,10 @@ from support.skaffold import (
 )
 from support.umbrella import effective_values, render_umbrella
 
-PROFILES = {"kind": "kind-kind", "minikube": "minikube"}
+PROFILES = {"kind": "kind-kind", "minikube": "minikube", "local": "dagma-local"}
+# The values file each profile installs with: the local cluster runs what kind runs.
+PROFILE_VALUES = {"kind": "values/kind.yaml", "minikube": "values/minikube.yaml",
+                  "local": "values/kind.yaml"}  # fmt: skip
 BUILT = {  # what a build could produce: unique tags, as Skaffold gives loaded images
     "dagma-user-code": ("dagma-user-code", "4f0c2a91e3b7"),
     "dagma-mlflow": ("dagma-mlflow", "9d2e77b10c55"),
@@ -67,10 +70,24 @@ def test_local_profiles_activate_by_kube_context_and_never_push(profile: str, co
     config = load_config()
     spec = next(p for p in config["profiles"] if p["name"] == profile)
     [activation] = spec["activation"]
-    assert re.fullmatch(activation["kubeContext"], context)
+    assert re.search(activation["kubeContext"], context)  # Skaffold's own test: a search
     patched = with_profile(config, profile)
     assert patched["build"]["local"]["push"] is False
-    assert _release(patched)["valuesFiles"] == [f"values/{profile}.yaml"]
+    assert _release(patched)["valuesFiles"] == [PROFILE_VALUES[profile]]
+
+
+def test_local_profile_is_the_kind_profile_for_the_local_clusters_context_only() -> None:
+    config = load_config()
+    assert with_profile(config, "local")["build"] == with_profile(config, "kind")["build"]
+    assert with_profile(config, "local")["deploy"] == with_profile(config, "kind")["deploy"]
+    [activation] = next(p for p in config["profiles"] if p["name"] == "local")["activation"]
+    # Anchored: Skaffold searches the pattern, so a bare name would also activate on
+    # any context that merely contains it.
+    for other in ("kind-dagma-local", "dagma-local-2", "minikube", "kind-kind"):
+        assert not re.search(activation["kubeContext"], other), other
+    for spec in config["profiles"]:
+        if spec["name"] != "local":
+            assert not re.search(spec["activation"][0]["kubeContext"], "dagma-local"), spec
 
 
 @pytest.mark.parametrize("profile", [None, *PROFILES])
