@@ -26,6 +26,7 @@ KUBERNETES_BUILD_DATE = "2026-02-10T12:53:36Z"  # the module's publication time,
 HELM_VERSION = "v3.19.5"
 COREDNS_VERSION = "v1.13.2"
 CRI_DOCKERD_VERSION = "0.3.17"
+SKAFFOLD_VERSION = "v2.24.0"
 
 
 def _kubernetes_ldflags() -> tuple[str, ...]:
@@ -108,6 +109,14 @@ MODULES = (
         (
             f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        ),
+    ),
+    Module(
+        "skaffold",
+        {"skaffold": "github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold"},
+        (
+            "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version="
+            + SKAFFOLD_VERSION,
         ),
     ),
 )
