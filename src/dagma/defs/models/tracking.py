@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -29,7 +29,7 @@ from dagster import AssetExecutionContext, Failure, MetadataValue
 from pydantic import PrivateAttr
 
 from dagma.defs.models.batching import LogBuffer
-from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus
+from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus, failure_tags
 from dagma.settings import is_local_store, local_store_path
 
 if TYPE_CHECKING:
@@ -104,9 +104,22 @@ class MlflowTrackingResource(MlflowRunRecorder):
             nested=mlflow.active_run() is not None,
         )
         run_id = active.info.run_id
+        try:
+            self._announce(context, run_id, experiment_id)
+        except BaseException as error:
+            # Interrupted before the asset has its run (a SIGTERM while Dagster stores the log
+            # line): end it FAILED now, or MLflow's exit hook would end its active run FINISHED.
+            with suppress(Exception):
+                from mlflow.entities import RunTag
+
+                tags = failure_tags(f"{type(error).__name__}: {error}")
+                self._mlflow_client().log_batch(
+                    run_id, tags=[RunTag(key, value) for key, value in tags.items()]
+                )
+            mlflow.end_run("FAILED")
+            raise
         self._buffers[run_id] = LogBuffer()
         self._artifact_uris[run_id] = active.info.artifact_uri  # no runs/get at upload time
-        self._announce(context, run_id, experiment_id)
         return run_id
 
     def _record_params(self, run_id: str, params: dict[str, str]) -> None:
