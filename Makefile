@@ -6,6 +6,8 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 MLFLOW_PORT ?= 5000
 DAGSTER_PORT ?= 3000
+# `make demo STORE=sqlite`: no server, a local SQLite store under .mlflow-local/local-store/.
+STORE ?= server
 # The repository (this Makefile's directory), so `make -f path/to/Makefile` works from anywhere.
 PROJECT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
@@ -23,7 +25,7 @@ sync: uv
 ## Local MLflow server (SQLite, proxied artifacts under .mlflow-local/), materialize train_model_stub, print the run.
 ## State goes under the directory make runs in (normally the repository).
 demo: sync
-	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --port $(MLFLOW_PORT)
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --port $(MLFLOW_PORT) --store $(STORE)
 
 demo-stop: sync
 	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --stop

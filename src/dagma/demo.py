@@ -4,7 +4,9 @@
 ``.mlflow-local/``) unless one already answers on the port, runs ``dagster asset
 materialize`` with tracking on, then reads the run back from MLflow and prints
 what it holds. The server keeps running afterwards so the printed UI link works;
-a second ``make demo`` reuses it and ``make demo-stop`` stops it.
+a second ``make demo`` reuses it and ``make demo-stop`` stops it. ``make demo
+STORE=sqlite`` (``--store sqlite``) needs no server: the run goes to a local SQLite
+store under ``.mlflow-local/local-store/`` and is read back from it.
 
 ``make dev`` (``--dev``) runs the same server and ``dagster dev``, both owned by
 this process: Ctrl-C stops dagster dev (webserver, daemon, code server) and the
@@ -146,7 +148,10 @@ def show_run(url: str, run_id: str) -> None:
     print(f"metrics      {run.data.metrics}")
     print("artifact     train_summary.txt:")
     print("".join(f"               {line}\n" for line in artifact.splitlines()), end="")
-    print(f"UI           {url}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
+    if url.startswith("sqlite:"):  # no server: MLflow's UI opens the store itself
+        print(f"UI           mlflow ui --backend-store-uri {url}")
+    else:
+        print(f"UI           {url}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
 
 
 def dev(mlflow_port: int, dagster_port: int) -> int:
@@ -208,13 +213,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop", action="store_true", help="stop the server a demo started")
     parser.add_argument("--dev", action="store_true", help="run dagster dev until Ctrl-C")
     parser.add_argument("--dagster-port", type=int, default=3000, help="dagster dev's port")
+    parser.add_argument(
+        "--store", choices=["server", "sqlite"], default="server",
+        help="sqlite: no server, a local SQLite store under .mlflow-local/local-store/",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.stop:
         stop_server()
         return
     if args.dev:
         sys.exit(dev(args.port, args.dagster_port))
-    url = ensure_server(args.port).url
+    if args.store == "sqlite":
+        url = f"sqlite:///{SERVER_DIR / 'local-store' / 'mlflow.db'}"
+        step(f"no server: runs go to the local store {url}")
+    else:
+        url = ensure_server(args.port).url
     materialize(url)
     step("reading the run back from MLflow")
     show_run(url, latest_mlflow_run_id())

@@ -137,3 +137,23 @@ def test_file_store_without_opt_in_stops_the_code_location_loading(tmp_path: Pat
     assert result.returncode != 0
     assert "MLFLOW_ALLOW_FILE_STORE=true" in result.stdout + result.stderr
     assert not (tmp_path / "store").exists()  # nothing half-written
+
+
+def test_demo_with_a_sqlite_store_prints_what_mlflow_holds(tmp_path: Path) -> None:
+    # `make demo STORE=sqlite`: no server; the printout is read back from the local store.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagma.demo", "--store", "sqlite"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / '.mlflow-local' / 'local-store' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
+    out = result.stdout
+    assert f"MLflow run   {run.info.run_id}  (FINISHED)" in out
+    assert run.data.params == {"n_estimators": "10"}
+    assert f"params       {run.data.params}" in out
+    assert f"metrics      {run.data.metrics}" in out
+    assert "n_estimators=10" in out and "rmse=0.123" in out  # the artifact's content
+    assert f"UI           mlflow ui --backend-store-uri {uri}" in out
