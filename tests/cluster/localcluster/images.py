@@ -13,8 +13,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from support.container.base_image import debian_mirror
 from support.container.build import build_image
 from support.container.cli import Docker
+from support.images import uv_command
 
 from localcluster.components import HELPER_IMAGE, PAUSE_IMAGE
 from localcluster.settings import BUILD_DIR, ROOT
@@ -64,3 +66,29 @@ def ensure_node_images(docker: Docker) -> None:
         if not BUSYBOX.exists():
             raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
         _build_from(docker, "busybox", HELPER_IMAGE, {"busybox": BUSYBOX})
+
+
+DAGSTER_IMAGE = "docker.io/dagster/dagster-celery-k8s:{version}"
+POSTGRES_IMAGE = "docker.io/library/postgres:14.6"
+
+
+def ensure_release_standins(
+    docker: Docker, base_image: str, dagster_version: str
+) -> dict[str, str]:
+    """The Dagster chart's webserver/daemon image and its PostgreSQL, built here; tags."""
+    tags = {"dagster": DAGSTER_IMAGE.format(version=dagster_version), "postgres": POSTGRES_IMAGE}
+    if not has_image(docker, tags["dagster"]):
+        with tempfile.TemporaryDirectory(prefix="dagma-dagster-standin-") as context:
+            constraints = subprocess.run(
+                [*uv_command(), "export", "--frozen", "--no-hashes", "--all-groups",
+                 "--no-emit-project", "--format", "requirements-txt"],
+                cwd=ROOT, capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            (Path(context) / "constraints.txt").write_text(constraints)
+            build_image(docker, STANDINS / "dagster" / "Dockerfile", Path(context),
+                        tags["dagster"], base_image=base_image)  # fmt: skip
+    if not has_image(docker, tags["postgres"]):
+        build_image(docker, STANDINS / "postgres" / "Dockerfile", STANDINS / "postgres",
+                    tags["postgres"], base_image=base_image,
+                    build_args={"DEBIAN_MIRROR": debian_mirror()})  # fmt: skip
+    return tags

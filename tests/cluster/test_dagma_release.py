@@ -1,0 +1,197 @@
+"""The dagma release on the real cluster: materialize train_model_stub the way a user does.
+
+charts/dagma (values/kind.yaml) is installed with Helm into a namespace with Pod Security
+"restricted" enforced, and the Dagster chart's objects are applied beside it
+(:mod:`dagster_release`; the official chart cannot be downloaded here). Dagster's
+database is an external PostgreSQL (the stand-in image) in a namespace of its own.
+The run is launched through the webserver behind a port-forward; the daemon's
+K8sRunLauncher creates a real Job whose pod the kubelet runs; the MLflow run is read back
+through a port-forward to MLflow's Service.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey
+from dagster_graphql import DagsterGraphQLClient
+from dagster_release import dagster_objects
+from kubernetes import client
+from localcluster import engine, images
+from localcluster.components import Layout
+from mlflow import MlflowClient
+from support.dagster_chart import dagster_fullname, dagster_version_in_lock
+from support.release import NO_TELEMETRY, USER_CODE
+from support.umbrella import RELEASE, effective_values, umbrella_dir, values_paths
+from workloads import port_forward, restricted_namespace, unique, wait_for, wait_pod_ready
+
+ASSET = "train_model_stub"
+KIND = values_paths(["kind.yaml"])
+
+
+def _helm(layout: Layout, namespace: str, *args: str) -> str:
+    result = subprocess.run(
+        [str(layout.bin / "helm"), f"--kubeconfig={layout.kubeconfig}", "-n", namespace, *args],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def _describe(layout: Layout, namespace: str) -> str:
+    from localcluster.cluster import kubectl
+
+    return kubectl(layout, "-n", namespace, "get", "jobs,pods,events")
+
+
+def _postgres(core: client.CoreV1Api, namespace: str, image: str, password: str) -> str:
+    """An external PostgreSQL for Dagster (the stand-in image); returns its host name."""
+    # PGDATA below the mount (which belongs to root; fsGroup makes it writable), as the
+    # official image's documentation advises for volumes.
+    env = {"POSTGRES_USER": "dagster", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "dagster",
+           "PGDATA": "/var/lib/postgresql/data/pgdata"}  # fmt: skip
+    pod = {
+        "metadata": {"name": "postgresql", "labels": {"app": "postgresql"}},
+        "spec": {
+            "securityContext": {"fsGroup": 999},
+            "containers": [{
+                "name": "postgresql", "image": image, "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "ports": [{"containerPort": 5432}],
+                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}},
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }  # fmt: skip
+    core.create_namespaced_pod(namespace, pod)
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "postgresql"},
+        "spec": {"selector": {"app": "postgresql"}, "ports": [{"port": 5432}]},
+    })  # fmt: skip
+    wait_pod_ready(core, namespace, "postgresql")
+    return f"postgresql.{namespace}.svc.cluster.local"
+
+
+def _overlay(postgres_host: str, password: str) -> dict:
+    """Only what the machine needs: the external database and telemetry off."""
+    kind = yaml.safe_load(KIND[0].read_text())
+    deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
+    for deployment in deployments:
+        deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]
+    return {
+        "dagster": {
+            "telemetry": {"enabled": False},
+            "dagster-user-deployments": {"deployments": deployments},
+            "postgresql": {
+                "enabled": False,
+                "postgresqlHost": postgres_host,
+                "postgresqlUsername": "dagster",
+                "postgresqlPassword": password,
+                "postgresqlDatabase": "dagster",
+                "service": {"port": 5432},
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def release(layout: Layout, core: client.CoreV1Api, kube, release_images, pod_image,
+            tmp_path_factory) -> Iterator[tuple[str, dict]]:  # fmt: skip
+    """The installed release; yields its namespace and the Dagster chart's merged values."""
+    docker = engine.docker()
+    standins = images.ensure_release_standins(docker, pod_image, dagster_version_in_lock())
+    database = unique("dagma-db")
+    core.create_namespace({"metadata": {"name": database}})
+    namespace = restricted_namespace(core, unique("dagma"))
+    password = secrets.token_hex(12)
+    host = _postgres(core, database, standins["postgres"], password)
+    overlay = _overlay(host, password)
+    overlay_file = tmp_path_factory.mktemp("values") / "overlay.yaml"
+    overlay_file.write_text(yaml.safe_dump(overlay))
+    chart = umbrella_dir(with_dagster_values=True)
+    _helm(layout, namespace, "install", RELEASE, str(chart), "-f", str(KIND[0]),
+          "-f", str(overlay_file), "--wait", "--timeout", "10m")  # fmt: skip
+    dagster = effective_values(overlay, values_files=KIND)["dagster"]
+    objects = dagster_objects(dagster, namespace, standins["dagster"], dagster_version_in_lock())
+    from localcluster.cluster import kubectl
+
+    kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    for deployment in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items:
+        name = deployment.metadata.name
+
+        def ready(name: str = name) -> bool:
+            status = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).status
+            return status.ready_replicas == 1
+
+        wait_for(f"deployment {name} Ready", ready, 600,
+                 lambda: kubectl(layout, "-n", namespace, "get", "pods,events"))  # fmt: skip
+    yield namespace, dagster
+    _helm(layout, namespace, "uninstall", RELEASE, "--wait")
+    core.delete_namespace(namespace)
+    core.delete_namespace(database)
+
+
+def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
+    layout: Layout, release: tuple[str, dict], kube, cluster_measure
+) -> None:
+    namespace, dagster = release
+    kubectl_bin, kubeconfig = layout.bin / "kubectl", layout.kubeconfig
+    # As the Dagster chart's NOTES print it: the webserver Service and its port.
+    webserver = f"service/{dagster_fullname(dagster, RELEASE)}-dagster-webserver"
+    web_port = int(dagster["dagsterWebserver"]["service"]["port"])
+    with port_forward(kubectl_bin, kubeconfig, namespace, webserver, web_port) as port:
+        graphql = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        run_id = graphql.submit_job_execution(
+            "__ASSET_JOB", repository_location_name=USER_CODE, asset_selection=[AssetKey(ASSET)]
+        )
+        began = time.monotonic()
+
+        def finished() -> str | None:
+            status = graphql.get_run_status(run_id).value
+            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        status = wait_for(f"run {run_id} finished", finished, 600,
+                          lambda: _describe(layout, namespace))  # fmt: skip
+        cluster_measure("run submitted to finished", f"{time.monotonic() - began:.0f} s")
+    jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
+    [job] = [j for j in jobs if run_id in j.metadata.name or
+             (j.metadata.labels or {}).get("dagster/run-id") == run_id]  # fmt: skip
+    if status != "SUCCESS":
+        from localcluster.cluster import kubectl
+
+        events = kubectl(
+            layout,
+            "-n",
+            namespace,
+            "get",
+            "events",
+            "-o",
+            "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+        )
+        pytest.fail(f"run {run_id}: {status}; job {job.metadata.name}: {job.status}\n{events}")
+
+    def job_succeeded() -> bool:
+        found = client.BatchV1Api(kube).read_namespaced_job(job.metadata.name, namespace)
+        return found.status.succeeded == 1  # the Job controller counts the finished pod
+
+    wait_for(f"job {job.metadata.name} succeeded", job_succeeded, 120,
+             lambda: _describe(layout, namespace))  # fmt: skip
+    with port_forward(kubectl_bin, kubeconfig, namespace, "service/mlflow", 5000) as port:
+        tracking = MlflowClient(f"http://127.0.0.1:{port}")
+        [run] = tracking.search_runs(
+            [e.experiment_id for e in tracking.search_experiments()],
+            filter_string=f"tags.`dagster.run_id` = '{run_id}'",
+        )
+        assert run.data.params["n_estimators"] == "10"
+        assert run.data.metrics["rmse"] == 0.123
+        paths = [a.path for a in tracking.list_artifacts(run.info.run_id)]
+        assert "train_summary.txt" in paths
+        downloaded = Path(tracking.download_artifacts(run.info.run_id, "train_summary.txt"))
+        assert downloaded.read_text()
