@@ -9,6 +9,7 @@ server, and the MLflow server it started are all gone.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -83,10 +84,14 @@ def _answers(url: str) -> bool:
 def make_dev_command() -> list[str]:
     """``make dev`` from this checkout, without the uv sync step (the venv is in use)."""
     make = require_executable("make", "install GNU make (Debian: apt-get install make)")
-    uv = subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True)
-    if uv.returncode != 0:
-        missing("uv for python3 (what the Makefile runs)", "run `make sync` once")
-    return [make, "-f", str(ROOT / "Makefile"), "-o", "sync", "dev"]
+    # Under `make test` python3 on PATH is the project's venv, which has no uv: use the
+    # interpreter the Makefile installed uv into (it exports it as UV_PYTHON).
+    candidates = [os.environ.get("UV_PYTHON"), shutil.which("python3")]
+    for python in filter(None, candidates):
+        if subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
+            return [make, "-f", str(ROOT / "Makefile"), "-o", "sync", f"PYTHON={python}", "dev"]
+    missing(f"uv for any of {candidates} (what the Makefile runs)", "run `make sync` once")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
