@@ -258,6 +258,7 @@ def down(log=print) -> None:
     for process in reversed(all_processes):
         process.stop()
     engine.process(lay.run, lay.logs).stop(timeout=60)
+    shutil.rmtree(engine.STATE / "docker-exec", ignore_errors=True)
     proxy = lay.bin / "kube-proxy"
     if proxy.exists():
         subprocess.run([str(proxy), "--cleanup"], capture_output=True, check=False)

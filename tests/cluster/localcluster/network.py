@@ -97,8 +97,27 @@ def setup(state: Path) -> None:
         _run(iptables, "-t", "mangle", "-I", "FORWARD", "1", "-j", CHAIN)
 
 
+# Chains the kubelet adds by itself (kube-proxy --cleanup leaves them): table -> chains.
+KUBELET_CHAINS = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+    "mangle": ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"),
+}
+
+
+def _remove_kubelet_chains(iptables: str) -> None:
+    for builtin in ("INPUT", "OUTPUT"):
+        while _run(iptables, "-D", builtin, "-j", "KUBE-FIREWALL", check=False).returncode == 0:
+            pass
+    for table, chains in KUBELET_CHAINS.items():
+        for chain in chains:
+            _run(iptables, "-t", table, "-F", chain, check=False)
+            _run(iptables, "-t", table, "-X", chain, check=False)
+
+
 def teardown(state: Path) -> None:
-    """Undo :func:`setup` and remove the bridge the CNI plugin made (pods are gone by now)."""
+    """Undo :func:`setup` and remove the bridge the CNI plugin made (pods are gone by now),
+    and the kubelet's own iptables chains."""
     for iptables in ("iptables", "ip6tables"):
         while (
             _run(iptables, "-t", "mangle", "-D", "FORWARD", "-j", CHAIN, check=False).returncode
@@ -107,6 +126,7 @@ def teardown(state: Path) -> None:
             pass
         _run(iptables, "-t", "mangle", "-F", CHAIN, check=False)
         _run(iptables, "-t", "mangle", "-X", CHAIN, check=False)
+        _remove_kubelet_chains(iptables)
     for link in (BRIDGE, NODE_INTERFACE):
         _run("ip", "link", "delete", link, check=False)
     saved = state / "sysctl.json"
