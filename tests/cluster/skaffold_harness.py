@@ -89,12 +89,19 @@ def skaffold_command(
     return output
 
 
-def deployed_tags(output: str) -> dict[str, str]:
-    """``{artifact: image}`` from the "Tags used in deployment" list that Skaffold prints."""
-    section = output.split("Tags used in deployment:", 1)
-    assert len(section) == 2, f"Skaffold printed no 'Tags used in deployment':\n{output}"
-    tags = dict(re.findall(r"^\s*-\s*(\S+)\s*->\s*(\S+)\s*$", section[1], re.MULTILINE))
-    assert tags, f"no tags listed after 'Tags used in deployment':\n{output}"
+def deployed_tags(output: str, *, last: bool = False) -> dict[str, str]:
+    """``{artifact: image}`` from a "Tags used in deployment" list Skaffold printed
+    (the first one, or the ``last``)."""
+    marker = "Tags used in deployment:"
+    assert marker in output, f"Skaffold printed no {marker!r}:\n{output}"
+    after = output.rsplit(marker, 1)[1] if last else output.split(marker, 1)[1]
+    tags = {}
+    for line in after.splitlines()[1:]:  # the lines right below the marker
+        match = re.fullmatch(r"\s*-\s*(\S+)\s*->\s*(\S+)\s*", line)
+        if not match:
+            break
+        tags[match[1]] = match[2]
+    assert tags, f"no tags listed after {marker!r}:\n{output}"
     return tags
 
 
