@@ -234,6 +234,7 @@ def test_unreachable_server_message_comes_first_in_dagsters_cli_output(tmp_path:
     output = result.stdout + result.stderr
     message = f"MLflow Tracking server at {uri} (from MLFLOW_TRACKING_URI) is not reachable"
     # The step's error starts with the message and its fix, not with a Dagster wrapper.
+    assert "STEP_FAILURE" in output, output[-3000:]
     after_failure = output.split("STEP_FAILURE", 1)[1].strip().splitlines()
     first_error = next(line for line in after_failure[1:] if line.strip())
     assert message in first_error, output[-3000:]

@@ -7,6 +7,7 @@ the workspace's load state and a failed run's errors — the same client runs a 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -148,6 +149,10 @@ def _entries(client: Any, dagster_url: str) -> list[dict]:
     return workspace["locationEntries"]
 
 
+def _load_failed(entry: dict) -> bool:
+    return (entry.get("locationOrLoadError") or {}).get("__typename") == "PythonError"
+
+
 def _defines_asset(location: dict) -> str | None:
     for repository in location.get("repositories", []):
         if any(node["assetKey"]["path"] == [ASSET] for node in repository["assetNodes"]):
@@ -186,7 +191,7 @@ def _pick(entries: list[dict], wanted: str | None) -> CodeLocation | None:
     failures = [
         f"{entry['name']}: {root_cause(entry['locationOrLoadError'])[:600]}"
         for entry in entries
-        if (entry.get("locationOrLoadError") or {}).get("__typename") == "PythonError"
+        if _load_failed(entry)
     ]
     if failures:
         raise VerifyError(
@@ -208,8 +213,20 @@ def find_location(
     """The loaded location that defines the asset, waiting up to ``wait`` s while one loads."""
     deadline = time.monotonic() + wait
     announced = False
+    reloaded = False
     while True:
-        picked = _pick(_entries(client, dagster_url), wanted)
+        entries = _entries(client, dagster_url)
+        failed = [entry["name"] for entry in entries if _load_failed(entry)]
+        if failed and not reloaded:
+            # As the UI's Reload button: the webserver keeps a load error until asked again,
+            # e.g. one from while a redeployed code server was still starting.
+            reloaded = True
+            for name in failed:
+                progress.write(f"  reloading code location {name} (its last load failed)...\n")
+                with contextlib.suppress(Exception):
+                    client.reload_repository_location(name)
+            continue
+        picked = _pick(entries, wanted)
         if picked is not None:
             return picked
         if time.monotonic() > deadline:
