@@ -63,6 +63,9 @@ query DagmaRunEvents($runId: ID!) {
 }
 """
 
+# How long a launch waits out a code server that is restarting (UNAVAILABLE).
+UNREACHABLE_WAIT_SECONDS = 90.0
+
 
 def root_cause(error: dict) -> str:
     """The innermost message of a GraphQL PythonError: Dagster wraps the user's error."""
@@ -241,24 +244,35 @@ def find_location(
         time.sleep(1)
 
 
-def launch(client: Any, dagster_url: str, location: CodeLocation) -> str:
-    """Submit the asset's materialization as the UI's Materialize button does; its run id."""
+def launch(
+    client: Any, dagster_url: str, location: CodeLocation, wait: float = UNREACHABLE_WAIT_SECONDS
+) -> str:
+    """Submit the asset's materialization as the UI's Materialize button does; its run id.
+
+    A code server that is restarting (a redeploy) answers UNAVAILABLE for a few seconds:
+    that is retried for up to ``wait`` s; any other refusal is reported at once.
+    """
     from dagster import AssetKey
     from dagster_graphql import DagsterGraphQLClientError
 
-    try:
-        return client.submit_job_execution(
-            ASSET_JOB,
-            repository_location_name=location.name,
-            repository_name=location.repository,
-            asset_selection=[AssetKey(ASSET)],
-        )
-    except DagsterGraphQLClientError as exc:
-        if "connecting to url" in str(exc):
-            _query(client, dagster_url, "{ version }")  # raises the webserver message
-        raise VerifyError(
-            "launch", f"the webserver refused to launch {ASSET}: {' '.join(str(exc).split())}"
-        ) from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.submit_job_execution(
+                ASSET_JOB,
+                repository_location_name=location.name,
+                repository_name=location.repository,
+                asset_selection=[AssetKey(ASSET)],
+            )
+        except DagsterGraphQLClientError as exc:
+            if "connecting to url" in str(exc):
+                _query(client, dagster_url, "{ version }")  # raises the webserver message
+            if "DagsterUserCodeUnreachableError" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            raise VerifyError(
+                "launch", f"the webserver refused to launch {ASSET}: {' '.join(str(exc).split())}"
+            ) from None
 
 
 def follow(
