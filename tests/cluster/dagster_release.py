@@ -20,10 +20,12 @@ import copy
 from typing import Any
 
 import yaml
+from kubernetes import client
 from support import dagster_manifests
 from support.dagster_chart import dagster_fullname, user_deployment
-from support.umbrella import RELEASE
-from workloads import RESTRICTED_CONTAINER
+from support.release import NO_TELEMETRY
+from support.umbrella import RELEASE, values_paths
+from workloads import RESTRICTED_CONTAINER, wait_pod_ready
 
 DAGSTER_HOME = "/opt/dagster/dagster_home"
 POD_SECURITY = {
@@ -108,6 +110,16 @@ def _dagster_pod(dagster: dict[str, Any], image: str, command: str) -> dict[str,
     }
 
 
+def webserver_name(dagster: dict) -> str:
+    """The webserver's Deployment and Service name, as the chart's ``dagster.webserver.fullname``.
+
+    ``<release>-<dagsterWebserver.nameOverride>`` (``dagma-dagster-webserver``): what the
+    chart's NOTES, charts/dagma's NOTES and skaffold.yaml's port-forward name.
+    """
+    name = dagster["dagsterWebserver"].get("nameOverride") or "webserver"
+    return f"{RELEASE}-{name}"
+
+
 def dagster_objects(
     dagster: dict[str, Any], namespace: str, image: str, chart_version: str
 ) -> list[dict[str, Any]]:
@@ -176,8 +188,8 @@ def dagster_objects(
         *rbac,
         user,
         _service(location["name"], "user-deployments", location["port"], location["port"]),
-        _deployment(f"{fullname}-dagster-webserver", "dagster-webserver", webserver_pod),
-        _service(f"{fullname}-dagster-webserver", "dagster-webserver", port, port),
+        _deployment(webserver_name(dagster), "dagster-webserver", webserver_pod),
+        _service(webserver_name(dagster), "dagster-webserver", port, port),
         _deployment(f"{fullname}-daemon", "dagster-daemon", daemon_pod),
     ]  # fmt: skip
     secret = dagster_manifests.postgresql_secret(dagster, RELEASE)
@@ -186,3 +198,57 @@ def dagster_objects(
     for o in objects:
         o.setdefault("metadata", {})["namespace"] = namespace
     return copy.deepcopy(objects)
+
+
+def external_postgres(core: client.CoreV1Api, namespace: str, image: str, password: str) -> str:
+    """An external PostgreSQL for Dagster (the stand-in image); returns its host name.
+
+    The Dagster chart's bundled PostgreSQL cannot meet Pod Security "restricted".
+    """
+    # PGDATA below the mount (which belongs to root; fsGroup makes it writable), as the
+    # official image's documentation advises for volumes.
+    env = {"POSTGRES_USER": "dagster", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "dagster",
+           "PGDATA": "/var/lib/postgresql/data/pgdata"}  # fmt: skip
+    pod = {
+        "metadata": {"name": "postgresql", "labels": {"app": "postgresql"}},
+        "spec": {
+            "securityContext": {"fsGroup": 999},
+            "containers": [{
+                "name": "postgresql", "image": image, "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "ports": [{"containerPort": 5432}],
+                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}},
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }  # fmt: skip
+    core.create_namespaced_pod(namespace, pod)
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "postgresql"},
+        "spec": {"selector": {"app": "postgresql"}, "ports": [{"port": 5432}]},
+    })  # fmt: skip
+    wait_pod_ready(core, namespace, "postgresql")
+    return f"postgresql.{namespace}.svc.cluster.local"
+
+
+def machine_overlay(postgres_host: str, password: str) -> dict:
+    """Only what the machine needs: the external database and telemetry off."""
+    kind = yaml.safe_load(values_paths(["kind.yaml"])[0].read_text())
+    deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
+    for deployment in deployments:
+        deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]
+    return {
+        "dagster": {
+            "telemetry": {"enabled": False},
+            "dagster-user-deployments": {"deployments": deployments},
+            "postgresql": {
+                "enabled": False,
+                "postgresqlHost": postgres_host,
+                "postgresqlUsername": "dagster",
+                "postgresqlPassword": password,
+                "postgresqlDatabase": "dagster",
+                "service": {"port": 5432},
+            },
+        },
+    }

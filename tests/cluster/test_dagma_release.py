@@ -21,15 +21,15 @@ import pytest
 import yaml
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
-from dagster_release import dagster_objects
+from dagster_release import dagster_objects, external_postgres, machine_overlay, webserver_name
 from kubernetes import client
 from localcluster import engine, images
 from localcluster.components import Layout
 from mlflow import MlflowClient
-from support.dagster_chart import dagster_fullname, dagster_version_in_lock
-from support.release import NO_TELEMETRY, USER_CODE
+from support.dagster_chart import dagster_version_in_lock
+from support.release import USER_CODE
 from support.umbrella import RELEASE, effective_values, umbrella_dir, values_paths
-from workloads import port_forward, restricted_namespace, unique, wait_for, wait_pod_ready
+from workloads import port_forward, restricted_namespace, unique, wait_for
 
 ASSET = "train_model_stub"
 KIND = values_paths(["kind.yaml"])
@@ -50,57 +50,6 @@ def _describe(layout: Layout, namespace: str) -> str:
     return kubectl(layout, "-n", namespace, "get", "jobs,pods,events")
 
 
-def _postgres(core: client.CoreV1Api, namespace: str, image: str, password: str) -> str:
-    """An external PostgreSQL for Dagster (the stand-in image); returns its host name."""
-    # PGDATA below the mount (which belongs to root; fsGroup makes it writable), as the
-    # official image's documentation advises for volumes.
-    env = {"POSTGRES_USER": "dagster", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "dagster",
-           "PGDATA": "/var/lib/postgresql/data/pgdata"}  # fmt: skip
-    pod = {
-        "metadata": {"name": "postgresql", "labels": {"app": "postgresql"}},
-        "spec": {
-            "securityContext": {"fsGroup": 999},
-            "containers": [{
-                "name": "postgresql", "image": image, "imagePullPolicy": "IfNotPresent",
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "ports": [{"containerPort": 5432}],
-                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}},
-                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
-            }],
-            "volumes": [{"name": "data", "emptyDir": {}}],
-        },
-    }  # fmt: skip
-    core.create_namespaced_pod(namespace, pod)
-    core.create_namespaced_service(namespace, {
-        "metadata": {"name": "postgresql"},
-        "spec": {"selector": {"app": "postgresql"}, "ports": [{"port": 5432}]},
-    })  # fmt: skip
-    wait_pod_ready(core, namespace, "postgresql")
-    return f"postgresql.{namespace}.svc.cluster.local"
-
-
-def _overlay(postgres_host: str, password: str) -> dict:
-    """Only what the machine needs: the external database and telemetry off."""
-    kind = yaml.safe_load(KIND[0].read_text())
-    deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
-    for deployment in deployments:
-        deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]
-    return {
-        "dagster": {
-            "telemetry": {"enabled": False},
-            "dagster-user-deployments": {"deployments": deployments},
-            "postgresql": {
-                "enabled": False,
-                "postgresqlHost": postgres_host,
-                "postgresqlUsername": "dagster",
-                "postgresqlPassword": password,
-                "postgresqlDatabase": "dagster",
-                "service": {"port": 5432},
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def release(layout: Layout, core: client.CoreV1Api, kube, release_images, pod_image,
             tmp_path_factory) -> Iterator[tuple[str, dict]]:  # fmt: skip
@@ -111,8 +60,8 @@ def release(layout: Layout, core: client.CoreV1Api, kube, release_images, pod_im
     core.create_namespace({"metadata": {"name": database}})
     namespace = restricted_namespace(core, unique("dagma"))
     password = secrets.token_hex(12)
-    host = _postgres(core, database, standins["postgres"], password)
-    overlay = _overlay(host, password)
+    host = external_postgres(core, database, standins["postgres"], password)
+    overlay = machine_overlay(host, password)
     overlay_file = tmp_path_factory.mktemp("values") / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay))
     chart = umbrella_dir(with_dagster_values=True)
@@ -144,7 +93,7 @@ def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
     namespace, dagster = release
     kubectl_bin, kubeconfig = layout.bin / "kubectl", layout.kubeconfig
     # As the Dagster chart's NOTES print it: the webserver Service and its port.
-    webserver = f"service/{dagster_fullname(dagster, RELEASE)}-dagster-webserver"
+    webserver = f"service/{webserver_name(dagster)}"
     web_port = int(dagster["dagsterWebserver"]["service"]["port"])
     with port_forward(kubectl_bin, kubeconfig, namespace, webserver, web_port) as port:
         graphql = DagsterGraphQLClient("127.0.0.1", port_number=port)

@@ -18,13 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from dagster_release import dagster_objects
+from dagster_release import dagster_objects, external_postgres, machine_overlay
 from kubernetes import client
 from localcluster import engine, images
 from localcluster.cluster import kubectl
@@ -42,9 +43,9 @@ from skaffold_harness import (
 )
 from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
 from support.images import image_layers
-from support.release import NO_TELEMETRY, USER_CODE
+from support.release import USER_CODE
 from support.umbrella import RELEASE, effective_values, values_paths
-from workloads import restricted_namespace, unique, wait_for, wait_pod_ready
+from workloads import restricted_namespace, unique, wait_for
 
 from dagma.devserver import free_port
 
@@ -62,61 +63,6 @@ class Prepared:
     database: str
 
 
-def _postgres(core: client.CoreV1Api, namespace: str, image: str, password: str) -> str:
-    """Dagster's external PostgreSQL (the stand-in image) as the release test runs it."""
-    env = {"POSTGRES_USER": "dagster", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "dagster",
-           "PGDATA": "/var/lib/postgresql/data/pgdata"}  # fmt: skip
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": "postgresql", "labels": {"app": "postgresql"}},
-        "spec": {
-            "securityContext": {"fsGroup": 999},
-            "containers": [{
-                "name": "postgresql", "image": image, "imagePullPolicy": "IfNotPresent",
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}},
-                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
-            }],
-            "volumes": [{"name": "data", "emptyDir": {}}],
-        },
-    })  # fmt: skip
-    core.create_namespaced_service(namespace, {
-        "metadata": {"name": "postgresql"},
-        "spec": {"selector": {"app": "postgresql"}, "ports": [{"port": 5432}]},
-    })  # fmt: skip
-    wait_pod_ready(core, namespace, "postgresql")
-    return f"postgresql.{namespace}.svc.cluster.local"
-
-
-def _machine_values(postgres_host: str, password: str) -> dict:
-    """values/machine.yaml of the copy: the external database, telemetry off."""
-    kind = yaml.safe_load(KIND[0].read_text())
-    deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
-    for deployment in deployments:
-        deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]
-    return {"dagster": {
-        "telemetry": {"enabled": False},
-        "dagster-user-deployments": {"deployments": deployments},
-        "postgresql": {
-            "enabled": False, "postgresqlHost": postgres_host, "postgresqlUsername": "dagster",
-            "postgresqlPassword": password, "postgresqlDatabase": "dagster",
-            "service": {"port": 5432},
-        },
-    }}  # fmt: skip
-
-
-def _webserver_service_as_the_chart_names_it(objects: list[dict]) -> list[dict]:
-    """The webserver Service under the Dagster chart's name, which skaffold.yaml forwards.
-
-    The chart's ``dagster.webserver.fullname`` is ``<release>-<dagsterWebserver.nameOverride>``
-    (``dagma-dagster-webserver``), not ``dagster.fullname`` plus the component.
-    """
-    chart_name = f"{RELEASE}-dagster-webserver"
-    for o in objects:
-        if o["kind"] == "Service" and o["metadata"]["name"].endswith("-dagster-webserver"):
-            o["metadata"]["name"] = chart_name
-    return objects
-
-
 def prepare(core: client.CoreV1Api, pod_image: str, destination: Path, name: str) -> Prepared:
     """Database, restricted namespace and the adapted repository copy for one release."""
     version = dagster_version_in_lock()
@@ -127,14 +73,12 @@ def prepare(core: client.CoreV1Api, pod_image: str, destination: Path, name: str
     prepared = Prepared(destination, namespace, database)
     try:
         password = secrets.token_hex(12)
-        host = _postgres(core, database, standins["postgres"], password)
-        overlay = _machine_values(host, password)
+        host = external_postgres(core, database, standins["postgres"], password)
+        overlay = machine_overlay(host, password)
         copy = copy_repository(destination)
         config = prepare_copy(copy, namespace=namespace, base_image=pod_image, overlay=overlay)
         dagster = effective_values(overlay, values_files=KIND)["dagster"]
-        objects = _webserver_service_as_the_chart_names_it(
-            dagster_objects(dagster, namespace, standins["dagster"], version)
-        )
+        objects = dagster_objects(dagster, namespace, standins["dagster"], version)
         default_image = image_name(user_deployment(dagster, USER_CODE)["image"], version)
         add_dagster_objects_release(copy, config, objects, default_image)
     except BaseException:
@@ -294,6 +238,28 @@ ASSETS = Path("src/dagma/defs/models/assets.py")
 SUMMARY_LINE = 'summary.write_text(f"n_estimators={n_estimators}\\nrmse={rmse}\\n")'
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _forwarded_uis(dev: Background) -> tuple[str, str]:
+    """Dagster's and MLflow's URLs on Skaffold's latest port-forwards, once both answer."""
+
+    def answering() -> tuple[str, str] | None:
+        ports = {m[1]: int(m[2]) for m in re.finditer(FORWARD, dev.output, re.MULTILINE)}
+        dagster = f"http://127.0.0.1:{ports[f'{RELEASE}-dagster-webserver']}"
+        mlflow = f"http://127.0.0.1:{ports['mlflow']}"
+        if _answers(f"{dagster}/server_info") and _answers(f"{mlflow}/health"):
+            return dagster, mlflow
+        return None
+
+    return wait_for("both forwarded UIs answer", answering, 180, lambda: dev.output[-6000:])
+
+
 def _verify(dagster_url: str, mlflow_url: str) -> str:
     """`dagma verify` through the forwarded UIs; returns train_summary.txt of its run."""
     result = subprocess.run(
@@ -335,9 +301,8 @@ def test_skaffold_dev_redeploys_an_edit_and_ctrl_c_removes_the_release(
         began = time.monotonic()
         dev.wait_for(WATCHING, 1, RUN_TIMEOUT_S)
         cluster_measure("skaffold dev, first deploy", f"{time.monotonic() - began:.0f} s")
-        ports = {m[1]: int(m[2]) for m in dev.wait_for(FORWARD, 2, 120)}
-        dagster_url = f"http://127.0.0.1:{ports[f'{RELEASE}-dagster-webserver']}"
-        mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
+        dev.wait_for(FORWARD, 2, 120)
+        dagster_url, mlflow_url = _forwarded_uis(dev)
         first_tags = deployed_tags(dev.output)
         assert "edited" not in _verify(dagster_url, mlflow_url)
 
@@ -364,6 +329,8 @@ def test_skaffold_dev_redeploys_an_edit_and_ctrl_c_removes_the_release(
         assert 0 < len(rebuilt) < len(new_layers)
         wait_deployments_ready(layout, kube, prepared.namespace)
         assert new in running_images(core, prepared.namespace)
+        # Skaffold re-establishes its port-forwards after a redeploy.
+        dagster_url, mlflow_url = _forwarded_uis(dev)
         assert f"edited={token}" in _verify(dagster_url, mlflow_url)
 
         assert dev.interrupt(timeout=600) == 0, dev.output[-6000:]
