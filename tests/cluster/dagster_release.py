@@ -25,7 +25,7 @@ from support import dagster_manifests
 from support.dagster_chart import dagster_fullname, user_deployment
 from support.release import NO_TELEMETRY
 from support.umbrella import RELEASE, values_paths
-from workloads import RESTRICTED_CONTAINER, wait_pod_ready
+from workloads import RESTRICTED_CONTAINER, wait_deployment_ready
 
 DAGSTER_HOME = "/opt/dagster/dagster_home"
 POD_SECURITY = {
@@ -203,32 +203,47 @@ def dagster_objects(
 def external_postgres(core: client.CoreV1Api, namespace: str, image: str, password: str) -> str:
     """An external PostgreSQL for Dagster (the stand-in image); returns its host name.
 
-    The Dagster chart's bundled PostgreSQL cannot meet Pod Security "restricted".
+    The Dagster chart's bundled PostgreSQL cannot meet Pod Security "restricted". A
+    Deployment on a PersistentVolumeClaim, so a deleted pod comes back with Dagster's
+    run history (the fault tests delete it).
     """
     # PGDATA below the mount (which belongs to root; fsGroup makes it writable), as the
     # official image's documentation advises for volumes.
     env = {"POSTGRES_USER": "dagster", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "dagster",
            "PGDATA": "/var/lib/postgresql/data/pgdata"}  # fmt: skip
+    labels = {"app": "postgresql"}
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "postgresql-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
     pod = {
-        "metadata": {"name": "postgresql", "labels": {"app": "postgresql"}},
+        "metadata": {"labels": labels},
         "spec": {
             "securityContext": {"fsGroup": 999},
             "containers": [{
                 "name": "postgresql", "image": image, "imagePullPolicy": "IfNotPresent",
                 "env": [{"name": k, "value": v} for k, v in env.items()],
                 "ports": [{"containerPort": 5432}],
-                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}},
+                "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]},
+                                   "periodSeconds": 2},
                 "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
             }],
-            "volumes": [{"name": "data", "emptyDir": {}}],
+            "volumes": [{"name": "data",
+                         "persistentVolumeClaim": {"claimName": "postgresql-data"}}],
         },
     }  # fmt: skip
-    core.create_namespaced_pod(namespace, pod)
+    apps = client.AppsV1Api(core.api_client)
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "postgresql", "labels": labels},
+        # Recreate: the volume is ReadWriteOnce and two servers must never share PGDATA.
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": labels}, "template": pod},
+    })  # fmt: skip
     core.create_namespaced_service(namespace, {
         "metadata": {"name": "postgresql"},
-        "spec": {"selector": {"app": "postgresql"}, "ports": [{"port": 5432}]},
+        "spec": {"selector": labels, "ports": [{"port": 5432}]},
     })  # fmt: skip
-    wait_pod_ready(core, namespace, "postgresql")
+    wait_deployment_ready(apps, namespace, "postgresql", 300)
     return f"postgresql.{namespace}.svc.cluster.local"
 
 

@@ -11,86 +11,35 @@ through a port-forward to MLflow's Service.
 
 from __future__ import annotations
 
-import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
-from dagster_release import dagster_objects, external_postgres, machine_overlay, webserver_name
+from dagster_release import webserver_name
 from kubernetes import client
-from localcluster import engine, images
 from localcluster.components import Layout
 from mlflow import MlflowClient
-from support.dagster_chart import dagster_version_in_lock
+from release_install import Release, describe, installed_release
 from support.release import USER_CODE
-from support.umbrella import RELEASE, effective_values, umbrella_dir, values_paths
-from workloads import port_forward, restricted_namespace, unique, wait_for
+from workloads import port_forward, wait_for
 
 ASSET = "train_model_stub"
-KIND = values_paths(["kind.yaml"])
-
-
-def _helm(layout: Layout, namespace: str, *args: str) -> str:
-    result = subprocess.run(
-        [str(layout.bin / "helm"), f"--kubeconfig={layout.kubeconfig}", "-n", namespace, *args],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
-    return result.stdout
-
-
-def _describe(layout: Layout, namespace: str) -> str:
-    from localcluster.cluster import kubectl
-
-    return kubectl(layout, "-n", namespace, "get", "jobs,pods,events")
 
 
 @pytest.fixture(scope="module")
-def release(layout: Layout, core: client.CoreV1Api, kube, release_images, pod_image,
-            tmp_path_factory) -> Iterator[tuple[str, dict]]:  # fmt: skip
-    """The installed release; yields its namespace and the Dagster chart's merged values."""
-    docker = engine.docker()
-    standins = images.ensure_release_standins(docker, pod_image, dagster_version_in_lock())
-    database = unique("dagma-db")
-    core.create_namespace({"metadata": {"name": database}})
-    namespace = restricted_namespace(core, unique("dagma"))
-    password = secrets.token_hex(12)
-    host = external_postgres(core, database, standins["postgres"], password)
-    overlay = machine_overlay(host, password)
-    overlay_file = tmp_path_factory.mktemp("values") / "overlay.yaml"
-    overlay_file.write_text(yaml.safe_dump(overlay))
-    chart = umbrella_dir(with_dagster_values=True)
-    _helm(layout, namespace, "install", RELEASE, str(chart), "-f", str(KIND[0]),
-          "-f", str(overlay_file), "--wait", "--timeout", "10m")  # fmt: skip
-    dagster = effective_values(overlay, values_files=KIND)["dagster"]
-    objects = dagster_objects(dagster, namespace, standins["dagster"], dagster_version_in_lock())
-    from localcluster.cluster import kubectl
-
-    kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
-    for deployment in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items:
-        name = deployment.metadata.name
-
-        def ready(name: str = name) -> bool:
-            status = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).status
-            return status.ready_replicas == 1
-
-        wait_for(f"deployment {name} Ready", ready, 600,
-                 lambda: kubectl(layout, "-n", namespace, "get", "pods,events"))  # fmt: skip
-    yield namespace, dagster
-    _helm(layout, namespace, "uninstall", RELEASE, "--wait")
-    core.delete_namespace(namespace)
-    core.delete_namespace(database)
+def release(layout: Layout, kube, release_images, pod_image, tmp_path_factory) -> Iterator[Release]:
+    """The installed release (images built first by ``release_images``)."""
+    with installed_release(layout, kube, pod_image, tmp_path_factory.mktemp("values")) as found:
+        yield found
 
 
 def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
-    layout: Layout, release: tuple[str, dict], kube, cluster_measure
+    layout: Layout, release: Release, kube, cluster_measure
 ) -> None:
-    namespace, dagster = release
+    namespace, dagster = release.namespace, release.dagster
     kubectl_bin, kubeconfig = layout.bin / "kubectl", layout.kubeconfig
     # As the Dagster chart's NOTES print it: the webserver Service and its port.
     webserver = f"service/{webserver_name(dagster)}"
@@ -107,7 +56,7 @@ def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
             return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         status = wait_for(f"run {run_id} finished", finished, 600,
-                          lambda: _describe(layout, namespace))  # fmt: skip
+                          lambda: describe(layout, namespace))  # fmt: skip
         cluster_measure("run submitted to finished", f"{time.monotonic() - began:.0f} s")
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
     [job] = [j for j in jobs if run_id in j.metadata.name or
@@ -131,7 +80,7 @@ def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
         return found.status.succeeded == 1  # the Job controller counts the finished pod
 
     wait_for(f"job {job.metadata.name} succeeded", job_succeeded, 120,
-             lambda: _describe(layout, namespace))  # fmt: skip
+             lambda: describe(layout, namespace))  # fmt: skip
     with port_forward(kubectl_bin, kubeconfig, namespace, "service/mlflow", 5000) as port:
         tracking = MlflowClient(f"http://127.0.0.1:{port}")
         [run] = tracking.search_runs(

@@ -108,6 +108,21 @@ def wait_pod_ready(core: client.CoreV1Api, namespace: str, name: str, timeout: f
     wait_for(f"pod {name} Ready", probe, timeout, lambda: describe_pod(core, namespace, name))
 
 
+def wait_deployment_ready(
+    apps: client.AppsV1Api, namespace: str, name: str, timeout: float = 600, explain=None
+) -> None:
+    """Until every replica of the Deployment's current revision is Ready."""
+
+    def probe() -> bool:
+        found = apps.read_namespaced_deployment(name, namespace)
+        status, wanted = found.status, found.spec.replicas
+        return (status.observed_generation or 0) >= found.metadata.generation and (
+            status.updated_replicas == wanted == status.ready_replicas
+        )
+
+    wait_for(f"deployment {name} Ready", probe, timeout, explain)
+
+
 @contextmanager
 def port_forward(
     kubectl: Path, kubeconfig: Path, namespace: str, target: str, port: int
