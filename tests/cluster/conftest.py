@@ -7,11 +7,9 @@ stopped at its end; one that was already running (``make cluster-up``) is left r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
@@ -19,34 +17,20 @@ from localcluster import binaries, cluster, engine
 from localcluster.components import Layout
 from support.container.base_image import ensure_base_image
 from support.images import ReleaseImages, build_release_images
+from support.measurements import Measure, Measurements
 from support.tools import missing
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FIGURES = pytest.StashKey[dict[str, str]]()
-Measure = Callable[[str, str], None]
+MEASUREMENTS = Measurements("cluster-measurements", "local cluster measurements")
 
 
 @pytest.fixture(scope="session")
 def cluster_measure(pytestconfig: pytest.Config) -> Measure:
     """``cluster_measure(name, value)`` records a figure (printed, never asserted)."""
-    figures = pytestconfig.stash.setdefault(FIGURES, {})
-
-    def record(name: str, value: str) -> None:
-        figures[name] = value
-        print(f"[measure] {name}: {value}", flush=True)
-
-    return record
+    return MEASUREMENTS.recorder(pytestconfig)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    figures = terminalreporter.config.stash.get(FIGURES, {})
-    if not figures:
-        return
-    terminalreporter.section("local cluster measurements")
-    for name, value in figures.items():
-        terminalreporter.write_line(f"{name}: {value}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "cluster-measurements.json").write_text(json.dumps(figures, indent=2) + "\n")
+    MEASUREMENTS.summarize(terminalreporter)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,7 @@ to test-artifacts/container-measurements.json.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,39 +35,23 @@ from support.dagster_control import (
     write_workspace,
 )
 from support.images import ReleaseImages, build_release_images
+from support.measurements import Measure, Measurements
 from support.mlflow_container import MlflowServer, start_mlflow
 from support.postgres import PostgresServer, start_postgres
 from support.release import Release, local_release
 from support.run_launch import LaunchedJob, RunPod, daemon, dequeue, run_job
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-MEASUREMENTS = pytest.StashKey[dict[str, str]]()
-
-Measure = Callable[[str, str], None]
+MEASUREMENTS = Measurements("container-measurements", "container harness measurements")
 
 
 @pytest.fixture(scope="session")
 def measure(pytestconfig: pytest.Config) -> Measure:
     """``measure(name, value)`` records a figure for the session's summary."""
-    figures = pytestconfig.stash.setdefault(MEASUREMENTS, {})
-
-    def record(name: str, value: str) -> None:
-        figures[name] = value
-        print(f"[measure] {name}: {value}", flush=True)
-
-    return record
+    return MEASUREMENTS.recorder(pytestconfig)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    figures = terminalreporter.config.stash.get(MEASUREMENTS, {})
-    if not figures:
-        return
-    terminalreporter.section("container harness measurements")
-    for name, value in figures.items():
-        terminalreporter.write_line(f"{name}: {value}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "container-measurements.json").write_text(json.dumps(figures, indent=2) + "\n")
+    MEASUREMENTS.summarize(terminalreporter)
 
 
 @pytest.fixture(scope="session")
