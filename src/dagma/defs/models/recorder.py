@@ -15,7 +15,9 @@ passes with tracking off does not fail when it is turned on.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 import posixpath
 import re
 import sys
@@ -40,6 +42,7 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 # MLflow's own rules for names (mlflow.utils.validation), so both resources refuse alike.
 _VALID_NAME = re.compile(r"^[/\w.\- :]*$")
 MAX_KEY_LENGTH = 250
+MAX_VALUE_LENGTH = {"param": 6000, "tag": 8000}
 FAILURE_TAG = "dagster.failure"
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 MAX_FAILURE_TEXT = 4000
@@ -97,7 +100,7 @@ class MlflowRunRecorder(ConfigurableResource):
         checked = {}
         for key, value in params.items():
             check_key("param", key)
-            text = str(value)
+            text = check_value("param", key, value)
             previous = run.params.get(key, checked.get(key))
             if previous is not None and previous != text:
                 raise TrackingInputError(
@@ -130,26 +133,15 @@ class MlflowRunRecorder(ConfigurableResource):
         """Set a tag on the run; a later value for the same key replaces the earlier one."""
         run = self._open_run(run_id)
         check_key("tag", key)
-        self._record_tags(run.run_id, {key: str(value)})
+        self._record_tags(run.run_id, {key: check_value("tag", key, value)})
 
     def log_artifact(
         self, local_path: str | Path, artifact_path: str | None = None, run_id: str | None = None
     ) -> None:
         """Upload a local file (or a directory's files) to the run's artifacts."""
         run = self._open_run(run_id)
-        path = Path(local_path)
-        if not path.exists():
-            raise TrackingInputError(
-                f"Artifact {str(local_path)!r} does not exist (resolved to {path.absolute()}): "
-                "write the file before logging it."
-            )
-        if artifact_path is not None and (
-            artifact_path.startswith("/") or ".." in posixpath.normpath(artifact_path).split("/")
-        ):
-            raise TrackingInputError(
-                f"artifact_path={artifact_path!r} must be a relative folder inside the run's "
-                "artifacts, without '..'."
-            )
+        check_artifact_path(artifact_path)
+        path = check_artifact_file(local_path)
         self._record_artifact(run.run_id, path, artifact_path)
 
     def close_run(self, status: RunStatus = "FINISHED", run_id: str | None = None) -> str:
@@ -276,17 +268,92 @@ def check_key(kind: str, key: Any) -> None:
         )
 
 
+def check_value(kind: str, key: str, value: Any) -> str:
+    """A param/tag value as text, refused when longer than MLflow keeps."""
+    text = str(value)
+    limit = MAX_VALUE_LENGTH[kind]
+    if len(text) > limit:
+        # MLflow would cut it to the limit with only a warning in the log.
+        raise TrackingInputError(
+            f"{kind.capitalize()} {key!r} is {len(text)} characters ({text[:40]!r}...); MLflow "
+            f"keeps at most {limit} and would silently cut the rest. Log long text as a file "
+            "with log_artifact() instead."
+        )
+    return text
+
+
 def check_metric(key: str, value: Any) -> float:
     """A metric value as MLflow stores it: whatever ``float()`` takes, as MLflow's client does
-    (numbers, numpy scalars, "0.5"); None and non-numeric text are refused."""
+    (numbers, numpy scalars, "0.5"); None, non-numeric text, NaN and +/-inf are refused."""
     check_key("metric", key)
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise TrackingInputError(
             f"Metric {key!r} got {value!r} ({type(value).__name__}), which is not a number; "
             "a metric value must be a number (int or float). Log text as a param or tag."
         ) from None
+    if not math.isfinite(number):
+        # MLflow stores them, but inf comes back as +/-1.8e308 and NaN breaks comparing runs.
+        raise TrackingInputError(
+            f"Metric {key!r} got {value!r}, which is not a finite number: MLflow would keep "
+            "NaN (which sorts and plots as nothing) and store inf as +/-1.8e308. Log a finite "
+            "value; to record that training diverged, raise, or set a tag "
+            "(set_tag('diverged', 'true'))."
+        )
+    return number
+
+
+def check_artifact_path(artifact_path: str | None) -> None:
+    """Refuse a destination outside the run's artifact directory (absolute, or climbing out)."""
+    if artifact_path is None:
+        return
+    if not isinstance(artifact_path, str):
+        raise TrackingInputError(
+            f"artifact_path={artifact_path!r} must be a folder name (str) inside the run's "
+            "artifacts, or None for the top."
+        )
+    normalized = posixpath.normpath(artifact_path)
+    if artifact_path.startswith(("/", "\\")) or ".." in normalized.split("/"):
+        raise TrackingInputError(
+            f"artifact_path={artifact_path!r} escapes the run's artifact directory "
+            f"(it resolves to {normalized!r}): give a relative folder inside it, e.g. "
+            "'reports', or None for the top; absolute paths and '..' are refused."
+        )
+
+
+def check_artifact_file(local_path: str | Path) -> Path:
+    """The file (or directory) to upload, refused if missing, unreadable or not a file."""
+    path = Path(local_path)
+    if not path.exists():
+        raise TrackingInputError(
+            f"Artifact {str(local_path)!r} does not exist (resolved to {path.absolute()}): "
+            "write the file before logging it."
+        )
+    where = f"Artifact {str(local_path)!r} (resolved to {path.absolute()})"
+    if not (path.is_file() or path.is_dir()):
+        # A FIFO would block the upload forever; sockets and devices cannot be uploaded.
+        raise TrackingInputError(
+            f"{where} is not a regular file or a directory (a FIFO, socket or device cannot be "
+            "uploaded): write its contents to a file and log that."
+        )
+    unreadable = [p for p in (path.rglob("*") if path.is_dir() else [path]) if _unreadable(p)]
+    if unreadable:
+        raise TrackingInputError(
+            f"{where} cannot be read ({str(unreadable[0])!r}: permission denied): make it "
+            "readable by this process (e.g. chmod a+r) before logging it."
+        )
+    return path
+
+
+def _unreadable(path: Path) -> bool:
+    if path.is_dir():
+        return not os.access(path, os.R_OK | os.X_OK)
+    try:
+        with path.open("rb"):
+            return False
+    except PermissionError:
+        return True
 
 
 def check_step(step: Any) -> int:
