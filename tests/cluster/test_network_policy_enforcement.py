@@ -1,0 +1,87 @@
+"""Whether the local cluster enforces NetworkPolicy: it does not (issue 13, Security).
+
+Its network is the CNI bridge plugin with host-local addresses, and kube-proxy: nothing
+watches NetworkPolicy objects, so the API server stores them and no packet is filtered.
+A deny-all ingress policy on a web server pod, then a connection from another pod in the
+same namespace, to the pod's address and through its Service: both still answer. The
+policies charts/mlflow renders are therefore checked on the rendered objects
+(tests/reliability/test_network_policy.py), not by traffic here; on a cluster whose
+network plugin enforces policies (Calico, Cilium, …) the same policy refuses both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from workloads import pod, pod_log, restricted_namespace, unique, wait_pod_phase, wait_pod_ready
+
+SERVER = ["python3", "-c", """
+import http.server
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"hello")
+http.server.HTTPServer(("0.0.0.0", 8080), Hello).serve_forever()
+"""]  # fmt: skip
+# A policy controller programs a new policy within seconds; give one time to act.
+SETTLE_SECONDS = 15
+DENY_ALL_INGRESS = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "deny-all-ingress"},
+    "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]},
+}
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    name = restricted_namespace(core, unique("netpol"))
+    yield name
+    core.delete_namespace(name)
+
+
+def connect(core: client.CoreV1Api, namespace: str, image: str, name: str, pod_ip: str) -> dict:
+    """From a new pod: GET the web pod by its address and by its Service (5 s timeouts each)."""
+    script = f"""
+import json, urllib.request
+result = {{}}
+for target, url in (("pod", "http://{pod_ip}:8080"), ("service", "http://web")):
+    try:
+        result[target] = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError as error:
+        result[target] = f"{{type(error).__name__}}: {{error}}"
+print(json.dumps(result))
+"""
+    core.create_namespaced_pod(namespace, pod(name, image, ["python3", "-c", script]))
+    wait_pod_phase(core, namespace, name, {"Succeeded", "Failed"})
+    return json.loads(pod_log(core, namespace, name).strip().splitlines()[-1])
+
+
+def test_bridge_cni_does_not_enforce_network_policy(
+    core: client.CoreV1Api, kube, namespace: str, pod_image: str, cluster_measure
+) -> None:
+    web = pod("web", pod_image, SERVER, container={"ports": [{"containerPort": 8080}]})
+    core.create_namespaced_pod(namespace, web)
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    })  # fmt: skip
+    wait_pod_ready(core, namespace, "web")
+    pod_ip = core.read_namespaced_pod("web", namespace).status.pod_ip
+    before = connect(core, namespace, pod_image, "before", pod_ip)
+    assert before == {"pod": "hello", "service": "hello"}  # the path works without a policy
+
+    networking = client.NetworkingV1Api(kube)
+    networking.create_namespaced_network_policy(namespace, DENY_ALL_INGRESS)
+    time.sleep(SETTLE_SECONDS)
+    after = connect(core, namespace, pod_image, "after", pod_ip)
+    cluster_measure("NetworkPolicy, deny-all ingress on a pod",
+                    f"stored by the API server; a pod in the namespace then gets {after} "
+                    f"({SETTLE_SECONDS} s after the policy was created)")  # fmt: skip
+    [stored] = networking.list_namespaced_network_policy(namespace).items
+    assert stored.metadata.name == "deny-all-ingress"
+    # Not enforced: with a policy controller both would time out.
+    assert after == {"pod": "hello", "service": "hello"}
