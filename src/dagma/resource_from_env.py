@@ -30,6 +30,9 @@ def mlflow_resource_for(settings: TrackingSettings) -> MlflowTrackingResource | 
         tracking_uri_source=settings.tracking_uri_source,
         mlflow_ui_url=settings.mlflow_ui_url,
         dagster_ui_url=settings.dagster_ui_url,
+        http_max_retries=settings.http.max_retries,
+        http_backoff_factor=settings.http.backoff_factor,
+        http_timeout_seconds=settings.http.timeout_seconds,
     )
 
 

@@ -33,8 +33,37 @@ ACCEPTED_URI_FORMS = (
 DATABASE_STORE_PACKAGES = (("sqlalchemy", "SQLAlchemy"), ("alembic", "Alembic"))
 
 
+# How long MLflow's client keeps retrying a server that does not answer. MLflow's own defaults
+# (7 retries, backoff factor 2, 120 s per request) make a run whose server died wait about 8
+# minutes to fail; these are charts/dagma's (tracking.http.*): 2 + 4 + 8 + 16 + 32 s of backoff
+# per request rides out a restarted server and fails a dead one in about 2 minutes.
+# (variable, default, smallest, largest: MLflow's own limits for the retries and the factor)
+HTTP_REQUEST_LIMITS = {
+    "max_retries": ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 5, 0, 10),
+    "backoff_factor": ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2, 0, 120),
+    "timeout_seconds": ("MLFLOW_HTTP_REQUEST_TIMEOUT", 60, 1, None),
+}
+
+
 class SettingsError(ValueError):
     """A variable in the environment has a value dagma cannot use."""
+
+
+class HttpRequestSettings(BaseModel):
+    """MLflow's client retries and timeout: the user's ``MLFLOW_HTTP_REQUEST_*``, else dagma's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_retries: int = HTTP_REQUEST_LIMITS["max_retries"][1]
+    backoff_factor: int = HTTP_REQUEST_LIMITS["backoff_factor"][1]
+    timeout_seconds: int = HTTP_REQUEST_LIMITS["timeout_seconds"][1]
+
+    def as_env(self) -> dict[str, str]:
+        """The variables MLflow's client reads at every request, with these values."""
+        return {
+            variable: str(getattr(self, field))
+            for field, (variable, *_) in HTTP_REQUEST_LIMITS.items()
+        }
 
 
 class TrackingSettings(BaseModel):
@@ -54,6 +83,8 @@ class TrackingSettings(BaseModel):
     dagster_ui_url: str | None = None
     # MLFLOW_ALLOW_FILE_STORE: MLflow 3 refuses a file:// store without this opt-in.
     allow_file_store: bool = False
+    # MLflow's client retries: bounded unless the user set MLFLOW_HTTP_REQUEST_* themselves.
+    http: HttpRequestSettings = HttpRequestSettings()
 
     @property
     def local_store(self) -> bool:
@@ -168,6 +199,23 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _http_request(env: Mapping[str, str]) -> HttpRequestSettings:
+    values = {}
+    for field, (variable, default, smallest, largest) in HTTP_REQUEST_LIMITS.items():
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        value = int(raw) if raw.isdigit() else None  # MLflow reads them with int()
+        if value is None or value < smallest or (largest is not None and value > largest):
+            allowed = f"from {smallest} to {largest}" if largest else f"of at least {smallest}"
+            raise SettingsError(
+                f"{variable}={raw!r} is not a value MLflow's client can use: set a whole number "
+                f"{allowed}, or leave it unset for dagma's default ({default})."
+            )
+        values[field] = value
+    return HttpRequestSettings(**values)
+
+
 def _experiment(env: Mapping[str, str]) -> str:
     ours = env.get("MLFLOW_EXPERIMENT", "").strip()
     mlflows = env.get("MLFLOW_EXPERIMENT_NAME", "").strip()
@@ -204,4 +252,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
         mlflow_ui_url=_check_url("MLFLOW_UI_URL", ui_url) if ui_url else default_ui_url,
         dagster_ui_url=_check_url("DAGSTER_UI_URL", dagster_ui_url) if dagster_ui_url else None,
         allow_file_store=allow_file_store,
+        http=_http_request(env),
     )

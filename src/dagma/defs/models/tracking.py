@@ -3,13 +3,14 @@
 A materialization costs four requests to a Tracking server: create the run (with
 its tags), one ``log_batch`` of the params, metrics and tags (buffered; see
 :mod:`.batching`), the artifact upload, and ending the run. The first one in a
-process adds one: looking the experiment up, which doubles as the reachability
-check (no retries, a short timeout), and is then cached for the process.
+process adds two: looking the experiment up, which doubles as the reachability
+check (no retries, a short timeout) and is then cached for the process, and one
+search for runs that finished Dagster runs left RUNNING (:mod:`.abandoned_runs`).
 
 The run is created with ``mlflow.start_run``, so it is also MLflow's active run and
 direct ``mlflow.*`` calls in the asset (autolog, ``log_model``) land in it, at no
-extra request. Unlike dagster-mlflow, the resource never searches for runs: it
-holds its run ids.
+extra request. Unlike dagster-mlflow, the resource never searches for its own
+runs: it holds their ids.
 
 Local stores (``file://``, ``sqlite://``) are written by the client itself: no
 server, no reachability check; the UI is opened with ``mlflow ui --backend-store-uri``.
@@ -20,17 +21,18 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlparse
 
-from dagster import AssetExecutionContext, Failure, MetadataValue
+from dagster import AssetExecutionContext, Failure, InitResourceContext, MetadataValue
 from pydantic import PrivateAttr
 
+from dagma.defs.models.abandoned_runs import end_abandoned_runs
 from dagma.defs.models.batching import LogBuffer
 from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus, failure_tags
-from dagma.settings import is_local_store, local_store_path
+from dagma.settings import HttpRequestSettings, is_local_store, local_store_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,6 +41,8 @@ EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
 # Experiment ids by (tracking URI, experiment name): looked up once per process.
 _experiment_ids: dict[tuple[str, str], str] = {}
+# (tracking URI, experiment name) already searched for abandoned runs in this process.
+_swept_experiments: set[tuple[str, str]] = set()
 
 
 class MlflowUnreachableError(Failure):
@@ -87,14 +91,35 @@ class MlflowTrackingResource(MlflowRunRecorder):
     dagster_ui_url: str | None = None
     # How long the first request waits; MLflow's own retries take minutes on a closed port.
     connect_timeout_seconds: float = 5.0
+    # MLflow's client retries for every later request (see dagma.settings): applied while the
+    # resource runs where the environment leaves MLFLOW_HTTP_REQUEST_* unset.
+    http_max_retries: int = HttpRequestSettings().max_retries
+    http_backoff_factor: int = HttpRequestSettings().backoff_factor
+    http_timeout_seconds: int = HttpRequestSettings().timeout_seconds
 
     _client: MlflowClient | None = PrivateAttr(default=None)
     _buffers: dict[str, LogBuffer] = PrivateAttr(default_factory=dict)
     _artifact_uris: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator[Self]:
+        """The resource for one execution, with MLflow's client retries bounded meanwhile.
+
+        MLflow reads ``MLFLOW_HTTP_REQUEST_*`` from the environment at every request and
+        has no per-client setting: the unset ones are filled in, and removed afterwards.
+        """
+        bounds = HttpRequestSettings(
+            max_retries=self.http_max_retries,
+            backoff_factor=self.http_backoff_factor,
+            timeout_seconds=self.http_timeout_seconds,
+        )
+        with _environment_defaults(bounds.as_env()), super().yield_for_execution(context) as res:
+            yield res
+
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
         experiment_id = self._experiment_id()
+        self._end_abandoned_runs(context, experiment_id)
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
         active = mlflow.start_run(
@@ -210,6 +235,23 @@ class MlflowTrackingResource(MlflowRunRecorder):
             self._client = import_mlflow().MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
+    def _end_abandoned_runs(self, context: AssetExecutionContext, experiment_id: str) -> None:
+        """Once per process and experiment: end the runs finished Dagster runs left RUNNING."""
+        key = (self.tracking_uri, self.experiment)
+        if key in _swept_experiments:
+            return
+        try:
+            ended = end_abandoned_runs(self._mlflow_client(), context.instance, experiment_id)
+        except Exception as error:  # housekeeping: the next process tries again
+            context.log.warning(f"Could not look for abandoned MLflow runs: {error}")
+            return
+        _swept_experiments.add(key)
+        if ended:
+            context.log.warning(
+                f"Ended {len(ended)} MLflow run(s) of experiment {self.experiment!r} FAILED that "
+                f"finished Dagster runs had left RUNNING: {', '.join(ended)}"
+            )
+
     # -- the experiment, once per process -------------------------------------
 
     def _experiment_id(self) -> str:
@@ -322,21 +364,25 @@ def open_sqlite_store(tracking_uri: str) -> Any:
     return SqlAlchemyStore(tracking_uri, str(database.parent / "mlartifacts"))
 
 
-@contextmanager
-def _no_run_link_print() -> Iterator[None]:
+def _no_run_link_print() -> AbstractContextManager[None]:
     """Ending a run without MLflow's "View run" line, which costs a runs/get to print.
 
     The resource has logged the run's link already. Only for this call, so other
     code in the process keeps MLflow's default; a user's explicit setting wins.
     """
-    if SUPPRESS_RUN_LINK in os.environ:
-        yield
-        return
-    os.environ[SUPPRESS_RUN_LINK] = "true"
+    return _environment_defaults({SUPPRESS_RUN_LINK: "true"})
+
+
+@contextmanager
+def _environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
+    """MLflow's own variables set for the block where unset (a user's setting wins), then unset."""
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
     try:
         yield
     finally:
-        os.environ.pop(SUPPRESS_RUN_LINK, None)
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def unreachable_reason(error: BaseException, timeout: float) -> str:
