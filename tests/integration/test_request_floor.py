@@ -1,5 +1,8 @@
 """Requests to the MLflow server, counted by endpoint: the floor is four per materialization.
 
+The first in a process adds two: the experiment lookup (also the reachability check) and one
+search for runs that finished Dagster runs left RUNNING (dagma.defs.models.abandoned_runs).
+
 Counted where the MLflow client sends every request (benchmarks.http_count), with the
 requests going to the session's real server; what reaches it is read back.
 """
@@ -29,7 +32,7 @@ FLOOR = {
 POINTS = 10_000
 
 
-def test_train_model_stub_costs_five_requests_first_then_four(
+def test_train_model_stub_costs_six_requests_first_then_four(
     mlflow_server: str, client: MlflowClient
 ) -> None:
     # A fresh interpreter: the first materialization in a process is what is counted.
@@ -55,8 +58,9 @@ def test_train_model_stub_costs_five_requests_first_then_four(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     first, *later = json.loads(result.stdout.strip().splitlines()[-1])
-    # The experiment lookup, once per process, is also the reachability check.
-    assert first == {"GET experiments/get-by-name": 1, **FLOOR}
+    # Once per process: the experiment lookup, which is also the reachability check, and the
+    # search for abandoned RUNNING runs.
+    assert first == {"GET experiments/get-by-name": 1, "POST runs/search": 1, **FLOOR}
     assert later == [FLOOR, FLOOR]
 
 
