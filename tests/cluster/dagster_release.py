@@ -8,10 +8,19 @@ deployment, plus here the webserver and daemon Deployments, the user deployment'
 and the daemon's RBAC after the chart's ``deployment-webserver.yaml``,
 ``deployment-daemon.yaml``, ``service-user.yaml`` and ``role.yaml``/``rolebinding.yaml``.
 
-Liberties, all for Pod Security "restricted" on the release's namespace: the webserver and
-daemon pods get the restricted security context (the chart's defaults set none) and
-emptyDirs for ``DAGSTER_HOME`` and ``/tmp``; Dagster's PostgreSQL is an external one (the
-chart's option ``postgresql.enabled: false``) in a namespace of its own.
+The webserver and daemon pods are built from their components' values as those templates
+render them: ``podSecurityContext``, ``securityContext`` (also on the init containers),
+``volumes``/``volumeMounts`` after the instance and workspace mounts, the list-form ``env``,
+and the init containers ``check-db-ready`` (``pg_isready`` on the ``postgresql.image``)
+and ``init-user-deployment-<name>`` (``nslookup`` on the ``busybox.image``). The restricted
+security contexts and the emptyDirs for ``DAGSTER_HOME`` and ``/tmp`` come from
+charts/dagma's values (the Dagster chart's defaults set none).
+
+Liberties: ``DAGSTER_HOME`` and ``DAGSTER_DISABLE_TELEMETRY`` are set on the container
+(the chart puts ``DAGSTER_HOME`` in a ``<fullname>-webserver-env``/``-daemon-env``
+ConfigMap, not built here); Dagster's PostgreSQL is an external one (the chart's option
+``postgresql.enabled: false``) in a namespace of its own, since the bundled bitnami
+subchart cannot meet Pod Security "restricted".
 """
 
 from __future__ import annotations
@@ -25,16 +34,7 @@ from support import dagster_manifests
 from support.dagster_chart import dagster_fullname, user_deployment
 from support.release import NO_TELEMETRY
 from support.umbrella import RELEASE, values_paths
-from workloads import RESTRICTED_CONTAINER, wait_deployment_ready
-
-DAGSTER_HOME = "/opt/dagster/dagster_home"
-POD_SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "runAsGroup": 10001,
-    "fsGroup": 10001,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+from workloads import wait_deployment_ready
 
 
 def _labels(component: str) -> dict[str, str]:
@@ -66,47 +66,106 @@ def _service(name: str, component: str, port: int, target: int) -> dict[str, Any
     }
 
 
-def _dagster_pod(dagster: dict[str, Any], image: str, command: str) -> dict[str, Any]:
-    """A webserver/daemon pod: instance and workspace mounted, the database password."""
+def _image(image: dict[str, Any]) -> str:
+    """``<registry>/<repository>:<tag>`` of an image block of the values."""
+    registry = image.get("registry")
+    return f"{registry + '/' if registry else ''}{image['repository']}:{image['tag']}"
+
+
+def check_db_ready(dagster: dict[str, Any], component: str) -> dict[str, Any]:
+    """The chart's ``check-db-ready`` init container (``dagster.postgresql.pgisready``)."""
+    postgresql = dagster["postgresql"]
+    host = dagster_manifests.postgresql_host(dagster, RELEASE)
+    if not postgresql["enabled"]:
+        host = f'"{host}"'  # the chart quotes an external host
+    wait = (
+        f"until pg_isready -h {host} -p {postgresql['service']['port']} "
+        f"-U {postgresql['postgresqlUsername']}; do echo waiting for database; sleep 2; done;"
+    )
+    return _init_container(dagster[component], {
+        "name": "check-db-ready",
+        "image": _image(postgresql["image"]),
+        "imagePullPolicy": postgresql["image"]["pullPolicy"],
+        "command": ["sh", "-c", wait],
+    })  # fmt: skip
+
+
+def init_user_deployment(dagster: dict[str, Any], component: str, name: str) -> dict[str, Any]:
+    """The chart's ``init-user-deployment-<name>``: waits until the location's name resolves."""
+    wait = f"until nslookup {name}; do echo waiting for user service; sleep 2; done"
+    return _init_container(dagster[component], {
+        "name": f"init-user-deployment-{name}",
+        "image": _image(dagster["busybox"]["image"]),  # no pull policy: the API's default
+        "command": ["sh", "-c", wait],
+    })  # fmt: skip
+
+
+def _init_container(values: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    """The component's ``securityContext`` and ``initContainerResources`` on an init container."""
+    container["securityContext"] = values.get("securityContext") or {}
+    if values.get("initContainerResources"):
+        container["resources"] = values["initContainerResources"]
+    return container
+
+
+def _dagster_pod(
+    dagster: dict[str, Any], component: str, image: str, command: str
+) -> dict[str, Any]:
+    """A webserver/daemon pod from ``dagster[component]``, as the chart's templates render it."""
+    values = dagster[component]
     fullname = dagster_fullname(dagster, RELEASE)
     secret = dagster_manifests.postgresql_secret_name(dagster, RELEASE)
+    home = dagster["global"]["dagsterHome"]
+    user_deployments = dagster["dagster-user-deployments"]
+    if not user_deployments["enabled"]:
+        raise NotImplementedError("dagster-user-deployments.enabled=false")
+    init_containers = []
+    if values.get("checkDbReadyInitContainer", True):
+        init_containers.append(check_db_ready(dagster, component))
+    if user_deployments.get("enableSubchart"):
+        init_containers += [init_user_deployment(dagster, component, d["name"])
+                            for d in user_deployments["deployments"]]  # fmt: skip
+    env = values.get("env") or []
+    if not isinstance(env, list):
+        raise NotImplementedError(f"{component}.env as a map (the chart's -env ConfigMap)")
     return {
-        "securityContext": POD_SECURITY,
+        "securityContext": values.get("podSecurityContext") or {},
+        "initContainers": init_containers,
         "containers": [
             {
                 "name": "dagster",
+                "securityContext": values.get("securityContext") or {},
                 "image": image,
-                "imagePullPolicy": "IfNotPresent",
+                "imagePullPolicy": values["image"]["pullPolicy"],
                 "command": ["/bin/bash", "-c", command],
                 "env": [
-                    {"name": "DAGSTER_HOME", "value": DAGSTER_HOME},
+                    {"name": "DAGSTER_HOME", "value": home},
+                    {"name": "DAGSTER_DISABLE_TELEMETRY", "value": "true"},
                     {
                         "name": "DAGSTER_PG_PASSWORD",
                         "valueFrom": {
                             "secretKeyRef": {"name": secret, "key": "postgresql-password"}
                         },
                     },
-                    {"name": "DAGSTER_DISABLE_TELEMETRY", "value": "true"},
+                    *env,
                 ],  # fmt: skip
-                "securityContext": RESTRICTED_CONTAINER | {"runAsUser": 10001, "runAsGroup": 10001},
                 "volumeMounts": [
-                    {"name": "home", "mountPath": DAGSTER_HOME},
                     {
-                        "name": "instance",
-                        "mountPath": f"{DAGSTER_HOME}/dagster.yaml",
+                        "name": "dagster-instance",
+                        "mountPath": f"{home}/dagster.yaml",
                         "subPath": "dagster.yaml",
                     },
-                    {"name": "workspace", "mountPath": "/dagster-workspace/"},
-                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"},
+                    *(values.get("volumeMounts") or []),
                 ],  # fmt: skip
+                "resources": values.get("resources") or {},
             }
         ],
         "volumes": [
-            {"name": "home", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "instance", "configMap": {"name": f"{fullname}-instance"}},
-            {"name": "workspace", "configMap": {"name": f"{fullname}-workspace-yaml"}},
-        ],
+            {"name": "dagster-instance", "configMap": {"name": f"{fullname}-instance"}},
+            {"name": "dagster-workspace-yaml", "configMap": {"name": f"{fullname}-workspace-yaml"}},
+            *(values.get("volumes") or []),
+        ],  # fmt: skip
     }
 
 
@@ -148,15 +207,17 @@ def dagster_objects(
     webserver = dagster["dagsterWebserver"]
     port = int(webserver["service"]["port"])
     command = " ".join(dagster_manifests.webserver_command(dagster))
-    webserver_pod = _dagster_pod(dagster, image, command)
-    # The chart's readinessProbe (dagsterWebserver.readinessProbe defaults).
-    webserver_pod["containers"][0]["readinessProbe"] = {
-        "httpGet": {"path": "/server_info", "port": port},
-        "periodSeconds": 20, "timeoutSeconds": 10, "successThreshold": 1, "failureThreshold": 3,
-    }  # fmt: skip
-    daemon_pod = _dagster_pod(
-        dagster, image, "dagster-daemon run -w /dagster-workspace/workspace.yaml"
-    )
+    webserver_pod = _dagster_pod(dagster, "dagsterWebserver", image, command)
+    container = webserver_pod["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    if webserver.get("readinessProbe"):
+        container["readinessProbe"] = webserver["readinessProbe"]
+    daemon_command = "dagster-daemon run -w /dagster-workspace/workspace.yaml"
+    daemon_pod = _dagster_pod(dagster, "dagsterDaemon", image, daemon_command)
+    daemon_pod["containers"][0]["env"].append({
+        "name": "DAGSTER_DAEMON_HEARTBEAT_TOLERANCE",
+        "value": str(dagster["dagsterDaemon"]["heartbeatTolerance"]),
+    })  # fmt: skip
     daemon_pod["serviceAccountName"] = fullname
     rbac = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": fullname}},

@@ -7,13 +7,14 @@ in ``images/standins/``; how each differs from the original is in docs/testing.m
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from support.container.base_image import debian_mirror
+from support.container.base_image import debian_mirror, ensure_base_image
 from support.container.build import build_image
 from support.container.cli import Docker
 from support.images import uv_command
@@ -23,6 +24,10 @@ from localcluster.settings import BUILD_DIR, ROOT
 
 STANDINS = ROOT / "images" / "standins"
 BUSYBOX = Path("/bin/busybox")
+VOLUME_PERMISSIONS_IMAGE = "docker.io/bitnami/minideb:stretch"
+# Stand-ins whose tags never change carry a hash of what they are built from, so a
+# changed Dockerfile or input rebuilds them in an engine that keeps its images.
+RECIPE_LABEL = "org.dagma.standin-recipe"
 
 
 def module_dir(wrapper: str, module: str) -> Path:
@@ -42,16 +47,64 @@ def has_image(docker: Docker, tag: str) -> bool:
     return docker.command(["image", "inspect", tag], check=False).returncode == 0
 
 
-def _build_from(docker: Docker, name: str, tag: str, files: dict[str, Path]) -> None:
+def _recipe(name: str, inputs: list[Path], *extra: str) -> str:
+    """A short hash of images/standins/<name>/Dockerfile, ``inputs`` and ``extra``."""
+    digest = hashlib.sha256()
+    for path in [STANDINS / name / "Dockerfile", *inputs]:
+        digest.update(path.read_bytes())
+    for text in extra:
+        digest.update(text.encode())
+    return digest.hexdigest()[:12]
+
+
+def _is_current(docker: Docker, tag: str, recipe: str) -> bool:
+    """Whether image ``tag`` exists and was built from ``recipe``."""
+    found = docker.command(
+        ["image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}', tag],
+        check=False,
+    )
+    return found.returncode == 0 and found.stdout.strip() == recipe
+
+
+def _build_from(
+    docker: Docker,
+    name: str,
+    tag: str,
+    files: dict[str, Path],
+    recipe: str | None = None,
+    base_image: str | None = None,
+) -> None:
     """Build images/standins/<name> with ``files`` copied into a temporary context."""
+    build_args = {"RECIPE": recipe} if recipe else None
     with tempfile.TemporaryDirectory(prefix=f"dagma-{name}-") as context:
         for target, source in files.items():
             shutil.copy2(source, Path(context) / target)
-        build_image(docker, STANDINS / name / "Dockerfile", Path(context), tag)
+        build_image(docker, STANDINS / name / "Dockerfile", Path(context), tag,
+                    base_image=base_image, build_args=build_args)  # fmt: skip
+
+
+def ensure_busybox(docker: Docker, base_image: str | None = None) -> str:
+    """busybox:1.28 (local-path's helper pods, the Dagster chart's init containers).
+
+    Built on ``base_image``, by default the project's Debian base (only looked up when
+    the image is missing or out of date).
+    """
+    if not BUSYBOX.exists():
+        raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
+    files = {"busybox": BUSYBOX, "nslookup": STANDINS / "busybox" / "nslookup"}
+    recipe = _recipe("busybox", list(files.values()))
+    if not _is_current(docker, HELPER_IMAGE, recipe):
+        base = base_image or ensure_base_image(docker).tag
+        _build_from(docker, "busybox", HELPER_IMAGE, files, recipe, base)
+    return HELPER_IMAGE
 
 
 def ensure_node_images(docker: Docker) -> None:
-    """The pause image (Kubernetes' pause.c) and busybox (Debian's busybox-static)."""
+    """The small images the node and the charts' helper containers name.
+
+    The pause image (Kubernetes' pause.c); busybox (Debian's busybox-static) and the
+    PostgreSQL subchart's volume-permissions image, both on the project's Debian base.
+    """
     if not has_image(docker, PAUSE_IMAGE):
         source = module_dir("kubernetes", "k8s.io/kubernetes") / "build/pause/linux/pause.c"
         with tempfile.TemporaryDirectory(prefix="dagma-pause-build-") as build:
@@ -62,10 +115,17 @@ def ensure_node_images(docker: Docker) -> None:
                 check=True,
             )
             _build_from(docker, "pause", PAUSE_IMAGE, {"pause": binary})
-    if not has_image(docker, HELPER_IMAGE):
-        if not BUSYBOX.exists():
-            raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
-        _build_from(docker, "busybox", HELPER_IMAGE, {"busybox": BUSYBOX})
+    ensure_busybox(docker)
+    ensure_volume_permissions_image(docker)
+
+
+def ensure_volume_permissions_image(docker: Docker, base_image: str | None = None) -> str:
+    """The bitnami PostgreSQL subchart's volume-permissions image (minideb), on the base."""
+    recipe = _recipe("minideb", [])
+    if not _is_current(docker, VOLUME_PERMISSIONS_IMAGE, recipe):
+        base = base_image or ensure_base_image(docker).tag
+        _build_from(docker, "minideb", VOLUME_PERMISSIONS_IMAGE, {}, recipe, base)
+    return VOLUME_PERMISSIONS_IMAGE
 
 
 DAGSTER_IMAGE = "docker.io/dagster/dagster-celery-k8s:{version}"
@@ -75,8 +135,9 @@ POSTGRES_IMAGE = "docker.io/library/postgres:14.6"
 def ensure_release_standins(
     docker: Docker, base_image: str, dagster_version: str
 ) -> dict[str, str]:
-    """The Dagster chart's webserver/daemon image and its PostgreSQL, built here; tags."""
-    tags = {"dagster": DAGSTER_IMAGE.format(version=dagster_version), "postgres": POSTGRES_IMAGE}
+    """The Dagster chart's webserver/daemon image, its PostgreSQL and busybox; their tags."""
+    tags = {"dagster": DAGSTER_IMAGE.format(version=dagster_version), "postgres": POSTGRES_IMAGE,
+            "busybox": ensure_busybox(docker, base_image)}  # fmt: skip
     if not has_image(docker, tags["dagster"]):
         with tempfile.TemporaryDirectory(prefix="dagma-dagster-standin-") as context:
             constraints = subprocess.run(
