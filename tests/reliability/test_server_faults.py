@@ -3,9 +3,11 @@
 One release per module: charts/mlflow rendered with its defaults (SQLite and artifacts on the
 volume; a free port), its migration Job and server run as local processes from the manifests
 (support.mlflow_pods). Materializations are real ``dagster asset materialize`` processes of the
-dagma code location, as a run pod would start them, with the MLflow client settings charts/dagma
-gives run pods (bounded HTTP retries). The server is killed with SIGKILL (no shutdown of any
-kind) and started again from the same container spec on the same volume.
+dagma code location, as a run pod would start them with the MLflow client settings charts/dagma
+gives run pods, or as `make demo`/`dagster dev` start them with no MLFLOW_HTTP_* at all (dagma's
+own bounded defaults). The server is killed with SIGKILL (no shutdown of any kind) and started
+again from the same container spec on the same volume. `make soak` repeats the kill between
+materializations for more cycles (support.soak).
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
-from support import container_spec, mlflow_pods
+from support import container_spec, mlflow_pods, soak
 from support.helm import render
 from support.umbrella import render_umbrella
 
+from dagma.defs.models.abandoned_runs import END_REASON_TAG
 from dagma.devserver import free_port
+from dagma.settings import HttpRequestSettings
 
 LOCATIONS = Path(__file__).parent / "locations"
 EXPERIMENT = f"faults-{uuid.uuid4().hex[:8]}"
 BEFORE_KILL = 3  # materializations recorded before the first kill
+KILL_CYCLES = soak.count(1, 5)  # SIGKILL and restart between materializations, this many times
 # The goal for a materialization whose server dies under it: a clear failure, not a hang.
-# With MLflow's default client retries it took 495 s; charts/dagma bounds them.
+# With MLflow's default client retries it took 495 s; dagma and charts/dagma bound them.
 FAILURE_BOUND_SECONDS = 300
 CLIENT_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -77,12 +82,14 @@ def _run_pod_http_settings() -> dict[str, str]:
     return {key: value for key, value in data.items() if key.startswith("MLFLOW_HTTP_REQUEST_")}
 
 
-def _env(pod: mlflow_pods.ServerPod, home: Path) -> dict[str, str]:
+def _env(pod: mlflow_pods.ServerPod, home: Path, chart_http: bool = True) -> dict[str, str]:
+    """A materialization's environment: a run pod's, or with no MLFLOW_HTTP_* (``chart_http``)."""
     home.mkdir(parents=True, exist_ok=True)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
     return {
-        **os.environ,
+        **inherited,
         **CLIENT_ENV,
-        **_run_pod_http_settings(),
+        **(_run_pod_http_settings() if chart_http else {}),
         "MLFLOW_USE_TRACKING": "true",
         "MLFLOW_TRACKING_URI": pod.url,
         "MLFLOW_EXPERIMENT": EXPERIMENT,
@@ -148,38 +155,48 @@ def restart_server(pod: mlflow_pods.ServerPod) -> None:
         time.sleep(0.5)
 
 
-def test_a_sigkill_between_materializations_loses_nothing(
+def test_sigkills_between_materializations_lose_nothing(
     pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(BEFORE_KILL):
-        _materialize(pod, tmp_path / f"home-{i}")
     client = _client(pod, monkeypatch)
-    before = snapshot(client)
-    assert _counts(before)["runs"] == BEFORE_KILL
-    assert all(run["status"] == "FINISHED" and run["artifacts"] for run in before.values())
+    lost_in_all = dict.fromkeys(("runs", "params", "metrics", "artifacts"), 0)
+    for cycle in range(KILL_CYCLES):
+        for i in range(BEFORE_KILL if cycle == 0 else 1):
+            _materialize(pod, tmp_path / f"home-{cycle}-{i}")
+        before = snapshot(client)
+        assert _counts(before)["runs"] == BEFORE_KILL + cycle
+        assert all(run["status"] == "FINISHED" and run["artifacts"] for run in before.values())
 
-    kill_server(pod)
-    restart_server(pod)
-    after = snapshot(client)
-    lost = {k: _counts(before)[k] - _counts(after)[k] for k in _counts(before)}
-    print(f"SIGKILL between materializations: before {_counts(before)}, lost {lost}")
-    assert after == before
+        kill_server(pod)
+        restart_server(pod)
+        after = snapshot(client)
+        lost = {k: _counts(before)[k] - _counts(after)[k] for k in _counts(before)}
+        lost_in_all = {k: lost_in_all[k] + lost[k] for k in lost}
+        print(f"SIGKILL {cycle + 1} between materializations: {_counts(before)}, lost {lost}")
+        assert after == before
 
     _materialize(pod, tmp_path / "home-after")  # the restarted server takes new runs
-    assert _counts(snapshot(client))["runs"] == BEFORE_KILL + 1
+    assert _counts(snapshot(client))["runs"] == BEFORE_KILL + KILL_CYCLES
+    print(f"{KILL_CYCLES} SIGKILL cycles: lost {lost_in_all}")
 
 
-def test_a_sigkill_inside_a_materialization_fails_it_and_loses_nothing_earlier(
+def test_dagmas_own_http_bounds_are_the_charts() -> None:
+    # Outside the chart (make demo, dagster dev) dagma applies what charts/dagma gives run pods.
+    assert _run_pod_http_settings() == HttpRequestSettings().as_env()
+
+
+def test_a_sigkill_inside_a_materialization_fails_it_and_the_next_one_ends_its_run_failed(
     pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = _client(pod, monkeypatch)
     before = snapshot(client)
-    home = tmp_path / "home-paused"
+    home = tmp_path / "home-paused"  # the Dagster instance both materializations share
     command = _materialize_command("paused_training", "paused_training")
+    # As `make demo` or `dagster dev` run it: no MLFLOW_HTTP_* set, dagma's defaults apply.
+    env = _env(pod, home, chart_http=False)
+    assert not [k for k in env if k.startswith("MLFLOW_HTTP_")]
     with (tmp_path / "materialize.log").open("w") as log:
-        process = subprocess.Popen(
-            command, env=_env(pod, home), stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         started = []
@@ -190,6 +207,7 @@ def test_a_sigkill_inside_a_materialization_fails_it_and_loses_nothing_earlier(
             started = [r for r in snapshot(client) if r not in before]
         [interrupted] = started
 
+        # The server stays dead until the Dagster run has failed: its FAILED mark is lost.
         kill_server(pod)
         killed_at = time.monotonic()
         (home / "resume").touch()
@@ -208,6 +226,21 @@ def test_a_sigkill_inside_a_materialization_fails_it_and_loses_nothing_earlier(
     restart_server(pod)
     after = snapshot(client)
     assert {k: v for k, v in after.items() if k in before} == before, "earlier runs changed"
-    status = after[interrupted]["status"]
-    print(f"the interrupted run is {status}")
-    assert status != "FINISHED", "the interrupted run looks successful"
+    assert after[interrupted]["status"] == "RUNNING"  # what the dead server was left with
+
+    # Another deployment's run in progress: its Dagster run id is unknown to this instance.
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    foreign = client.create_run(experiment_id, tags={"dagster.run_id": str(uuid.uuid4())})
+    _materialize(pod, home)  # the next materialization in the same Dagster instance
+
+    ended = client.get_run(interrupted)
+    reason = ended.data.tags.get(END_REASON_TAG, "")
+    statuses = [r["status"] for r in snapshot(client).values()]
+    print(
+        f"the interrupted run is {ended.info.status} after the next materialization "
+        f"({reason!r}); RUNNING: {statuses.count('RUNNING')} (the foreign run)"
+    )
+    assert ended.info.status == "FAILED"
+    assert "ended as FAILURE" in reason and "dagster.failure" in ended.data.tags
+    assert client.get_run(foreign.info.run_id).info.status == "RUNNING"  # left alone
+    assert statuses.count("RUNNING") == 1
