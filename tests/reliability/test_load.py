@@ -1,14 +1,19 @@
-"""Load on one MLflow server as the chart runs it: 50 materializations in a row, 20 that raise.
+"""Load on one MLflow server as the chart runs it: materializations at once, in a row, raising.
 
 One release per module (charts/mlflow defaults, a free port; support.mlflow_pods). Every run
 logs data of its own (its index as a param, a metric and an artifact's content), so reading
 back proves each run is complete and holds only its own data. The server's access log gives
 its error count; the time per materialization is printed as information, never asserted.
-(No ``from __future__ import annotations``: Dagster resolves the Config annotation at once.)
+Counts: `make test` 4 at once, 50 in a row, 20 raising; `make soak` 32, 500 and 200
+(support.soak). (No ``from __future__ import annotations``: Dagster resolves the Config
+annotation at once.)
 """
 
+import os
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,14 +23,16 @@ from pathlib import Path
 import pytest
 from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
 from mlflow import MlflowClient
-from support import mlflow_pods
+from support import mlflow_pods, soak
 from support.helm import render
 
 from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
 from dagma.devserver import free_port
 
-SEQUENTIAL = 50
-RAISING = 20
+AT_ONCE = soak.count(4, 32)  # separate processes; tests/integration has 8 in `make test`
+SEQUENTIAL = soak.count(50, 500)
+RAISING = soak.count(20, 200)
+LOCATIONS = Path(__file__).parent / "locations"
 # uvicorn's access log: ... "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1" 200 OK
 ACCESS_STATUS = re.compile(r'HTTP/[\d.]+" (\d{3})\b')
 
@@ -70,10 +77,88 @@ def _statuses(log: str) -> list[int]:
 def _runs(client: MlflowClient, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"experiment {experiment} was never created"
-    return client.search_runs([found.experiment_id], max_results=1000)
+    return client.search_runs([found.experiment_id], max_results=5000)
 
 
-def test_fifty_materializations_in_a_row_are_complete_and_distinct(
+def _cross_talk(client: MlflowClient, runs: list, count: int) -> int:
+    """How many runs hold anything but their own index; every index must have exactly one run."""
+    by_index = {int(run.data.params["index"]): run for run in runs}
+    assert len(runs) == count and sorted(by_index) == list(range(count))
+    cross_talk = 0
+    for index, run in by_index.items():
+        assert run.info.status == "FINISHED"
+        [artifact] = client.list_artifacts(run.info.run_id)
+        content = Path(client.download_artifacts(run.info.run_id, artifact.path)).read_text()
+        own = (
+            run.data.params == {"index": str(index)}
+            and run.data.metrics == {"index_value": float(index)}
+            and content == f"index={index}\n"
+        )
+        cross_talk += not own
+    return cross_talk
+
+
+def _figures(durations: list[float]) -> str:
+    quantiles = statistics.quantiles(durations, n=20) if len(durations) > 1 else durations * 19
+    return f"p50 {statistics.median(durations):.2f} s, p95 {quantiles[18]:.2f} s"
+
+
+def test_materializations_in_separate_processes_at_once_are_complete_and_distinct(
+    pod: mlflow_pods.ServerPod, tmp_path: Path
+) -> None:
+    experiment = f"at-once-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "MLFLOW_USE_TRACKING": "true",
+        "MLFLOW_TRACKING_URI": pod.url,
+        "MLFLOW_EXPERIMENT": experiment,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "PYTHONPATH": os.pathsep.join([str(LOCATIONS), os.environ.get("PYTHONPATH", "")]),
+    }
+    requests_before = len(_statuses(pod.log()))
+    processes = []
+    for index in range(AT_ONCE):
+        home = tmp_path / f"home-{index}"
+        home.mkdir()
+        command = [
+            sys.executable, "-m", "dagster", "asset", "materialize",
+            "-m", "numbered_training", "--select", "numbered_training", "--partition", f"n{index}",
+        ]  # fmt: skip
+        log = (tmp_path / f"materialize-{index}.log").open("w")
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command, env={**env, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT
+        )
+        processes.append((process, started, log))
+    durations = []
+    try:
+        for index, (process, started, log) in enumerate(processes):
+            process.wait(timeout=900)
+            durations.append(time.monotonic() - started)
+            log.close()
+            output = (tmp_path / f"materialize-{index}.log").read_text()
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process, _, _ in processes:
+            if process.poll() is None:
+                process.kill()
+
+    client = MlflowClient(pod.url)
+    runs = _runs(client, experiment)
+    cross_talk = _cross_talk(client, runs, AT_ONCE)
+    statuses = _statuses(pod.log())[requests_before:]
+    errors = [s for s in statuses if s >= 500]
+    print(
+        f"{AT_ONCE} at once: {len(runs)} runs, cross-talk {cross_talk}, {len(statuses)} "
+        f"requests, server errors {len(errors)}, {_figures(durations)} per process"
+    )
+    assert cross_talk == 0
+    assert len({run.data.tags["dagster.run_id"] for run in runs}) == AT_ONCE
+    assert errors == []
+
+
+def test_materializations_in_a_row_are_complete_and_distinct(
     pod: mlflow_pods.ServerPod,
 ) -> None:
     experiment = f"sequential-{uuid.uuid4().hex[:8]}"
@@ -94,33 +179,19 @@ def test_fifty_materializations_in_a_row_are_complete_and_distinct(
 
     client = MlflowClient(pod.url)
     runs = _runs(client, experiment)
-    by_index = {int(run.data.params["index"]): run for run in runs}
-    assert len(runs) == SEQUENTIAL and sorted(by_index) == list(range(SEQUENTIAL))
-    cross_talk = 0
-    for index, run in by_index.items():
-        assert run.info.status == "FINISHED"
-        [artifact] = client.list_artifacts(run.info.run_id)
-        content = Path(client.download_artifacts(run.info.run_id, artifact.path)).read_text()
-        own = (
-            run.data.params == {"index": str(index)}
-            and run.data.metrics == {"index_value": float(index)}
-            and content == f"index={index}\n"
-        )
-        cross_talk += not own
+    cross_talk = _cross_talk(client, runs, SEQUENTIAL)
     statuses = _statuses(pod.log())[requests_before:]
     errors = [s for s in statuses if s >= 500]
-    quantiles = statistics.quantiles(durations, n=20)
     print(
         f"{SEQUENTIAL} in a row: {len(runs)} runs, cross-talk {cross_talk}, "
-        f"{len(statuses)} requests, server errors {len(errors)}, "
-        f"p50 {statistics.median(durations):.2f} s, p95 {quantiles[18]:.2f} s"
+        f"{len(statuses)} requests, server errors {len(errors)}, {_figures(durations)}"
     )
     assert len(statuses) > SEQUENTIAL, "the server's access log shows no requests"
     assert cross_talk == 0
     assert errors == []
 
 
-def test_twenty_raising_assets_leave_twenty_failed_runs_and_none_running(
+def test_raising_assets_leave_as_many_failed_runs_and_none_running(
     pod: mlflow_pods.ServerPod,
 ) -> None:
     experiment = f"raising-{uuid.uuid4().hex[:8]}"
