@@ -1,9 +1,12 @@
 """Installing the dagma release on the local cluster, shared by the release and fault tests.
 
 charts/dagma (values/kind.yaml) goes in with Helm into a namespace with Pod Security
-"restricted" enforced, and the Dagster chart's objects are applied beside it
-(:mod:`dagster_release`; the official chart cannot be downloaded here). Dagster's
-database is an external PostgreSQL (the stand-in image) in a namespace of its own.
+"restricted" enforced. Two ways, one switch (:mod:`official_dagster_chart`): with the
+official Dagster chart on the machine, charts/dagma is installed unmodified with that
+chart as its dependency; without it (as here: it cannot be downloaded), the Dagster
+dependency is the values-only stand-in and the chart's objects are applied beside the
+release (:mod:`dagster_release`). Either way Dagster's database is an external PostgreSQL
+(the stand-in image) in a namespace of its own, and telemetry is off.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from kubernetes import client
 from localcluster import engine, images
 from localcluster.cluster import kubectl
 from localcluster.components import Layout
+from official_dagster_chart import find_official_chart, umbrella_with
 from support.dagster_chart import dagster_version_in_lock
+from support.settings import load_test_settings
 from support.umbrella import RELEASE, effective_values, umbrella_dir, values_paths
 from workloads import restricted_namespace, unique, wait_deployment_ready
 
@@ -65,6 +70,7 @@ def installed_release(
     layout: Layout, kube: client.ApiClient, pod_image: str, workdir: Path, prefix: str = "dagma"
 ) -> Iterator[Release]:
     """The release installed and Ready; uninstalled with both namespaces afterwards."""
+    official = find_official_chart(load_test_settings().dagster_chart)  # before any change
     core = client.CoreV1Api(kube)
     standins = images.ensure_release_standins(engine.docker(), pod_image, dagster_version_in_lock())
     database = unique(f"{prefix}-db")
@@ -76,13 +82,15 @@ def installed_release(
         overlay = machine_overlay(host, password)
         overlay_file = workdir / "overlay.yaml"
         overlay_file.write_text(yaml.safe_dump(overlay))
-        chart = umbrella_dir(with_dagster_values=True)
+        chart = umbrella_with(official) if official else umbrella_dir(with_dagster_values=True)
+        print(f"[release] Dagster chart: {official.path if official else 'stand-in objects'}")
         helm(layout, namespace, "install", RELEASE, str(chart), "-f", str(KIND[0]),
              "-f", str(overlay_file), "--wait", "--timeout", "10m")  # fmt: skip
         dagster = effective_values(overlay, values_files=KIND)["dagster"]
-        version = dagster_version_in_lock()
-        objects = dagster_objects(dagster, namespace, standins["dagster"], version)
-        kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+        if official is None:  # the official chart would have created these
+            version = dagster_version_in_lock()
+            objects = dagster_objects(dagster, namespace, standins["dagster"], version)
+            kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
         wait_release_ready(layout, kube, namespace)
         yield Release(namespace, database, dagster)
     finally:
