@@ -11,7 +11,7 @@ STORE ?= server
 # The repository (this Makefile's directory), so `make -f path/to/Makefile` works from anywhere.
 PROJECT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: demo demo-stop dev test lint bench sync uv
+.PHONY: demo demo-stop dev test soak lint bench sync uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { echo "==> installing uv"; \
@@ -39,6 +39,11 @@ dev: sync
 test: sync
 	@$(UV) run --frozen ruff check src tests benchmarks
 	@$(UV) run --frozen pytest -v
+
+## Heavier variants of the reliability load and fault tests (DAGMA_SOAK=1: tests/support/soak.py).
+soak: sync
+	@DAGMA_SOAK=1 $(UV) run --frozen pytest -v -s tests/reliability/test_load.py \
+	  tests/reliability/test_server_faults.py
 
 lint: sync
 	@$(UV) run --frozen ruff check src tests benchmarks
