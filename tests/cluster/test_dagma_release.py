@@ -1,32 +1,63 @@
 """The dagma release on the real cluster: materialize train_model_stub the way a user does.
 
 charts/dagma (values/kind.yaml) is installed with Helm into a namespace with Pod Security
-"restricted" enforced, and the Dagster chart's objects are applied beside it
-(:mod:`dagster_release`; the official chart cannot be downloaded here). Dagster's
-database is an external PostgreSQL (the stand-in image) in a namespace of its own.
-The run is launched through the webserver behind a port-forward; the daemon's
-K8sRunLauncher creates a real Job whose pod the kubelet runs; the MLflow run is read back
-through a port-forward to MLflow's Service.
+"restricted" enforced (:mod:`release_install`: with the official Dagster chart when it is
+on the machine, otherwise with the chart's objects built by :mod:`dagster_release`).
+Dagster's database is an external PostgreSQL (the stand-in image) in a namespace of its
+own. Both UIs are reached exactly as the release's NOTES say: their two
+``kubectl port-forward`` lines, run as printed (local ports 3000 and 5000). The run is
+launched through the webserver there; the daemon's K8sRunLauncher creates a real Job
+whose pod the kubelet runs; the MLflow run is read back through the other port-forward,
+and Chromium opens the Dagster asset page and the MLflow run page (screenshots in
+test-artifacts/screenshots/, and docs/images/ with ``DAGMA_UPDATE_SCREENSHOTS=1``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
-from dagster_release import webserver_name
 from kubernetes import client
+from localcluster.cluster import kubectl
 from localcluster.components import Layout
 from mlflow import MlflowClient
-from release_install import Release, describe, installed_release
+from mlflow.entities import Run
+from playwright.sync_api import BrowserContext
+from release_install import Release, describe, helm, installed_release
+from release_ui import (
+    DAGSTER_UI,
+    MLFLOW_UI,
+    ShownRun,
+    both_uis,
+    check_dagster_asset_page,
+    check_mlflow_run_page,
+)
+from run_timing import first_event_times, run_pod_times, run_start_figures
+from support.browser import chromium_context, keep_to_loopback, save_screenshot
 from support.release import USER_CODE
-from workloads import port_forward, wait_for
+from support.ui_pages import mlflow_preferences_script
+from support.umbrella import RELEASE
+from workloads import wait_for
 
 ASSET = "train_model_stub"
+# Under load (2 cores, other suites) the Dagster UI's first render takes 10-30 s.
+UI_TIMEOUT_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """The run the module launched, how it ended, and the Job the launcher made for it."""
+
+    run_id: str
+    status: str
+    job_name: str
+    submitted: float  # epoch seconds
 
 
 @pytest.fixture(scope="module")
@@ -36,60 +67,118 @@ def release(layout: Layout, kube, release_images, pod_image, tmp_path_factory) -
         yield found
 
 
-def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
-    layout: Layout, release: Release, kube, cluster_measure
-) -> None:
-    namespace, dagster = release.namespace, release.dagster
-    kubectl_bin, kubeconfig = layout.bin / "kubectl", layout.kubeconfig
-    # As the Dagster chart's NOTES print it: the webserver Service and its port.
-    webserver = f"service/{webserver_name(dagster)}"
-    web_port = int(dagster["dagsterWebserver"]["service"]["port"])
-    with port_forward(kubectl_bin, kubeconfig, namespace, webserver, web_port) as port:
-        graphql = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        run_id = graphql.submit_job_execution(
-            "__ASSET_JOB", repository_location_name=USER_CODE, asset_selection=[AssetKey(ASSET)]
-        )
-        began = time.monotonic()
+@pytest.fixture(scope="module")
+def uis(layout: Layout, release: Release) -> Iterator[dict[str, str]]:
+    """Both UIs through the port-forwards the release's NOTES print, run as printed."""
+    notes = helm(layout, release.namespace, "get", "notes", RELEASE)
+    with both_uis(notes, layout) as urls:
+        yield urls
 
-        def finished() -> str | None:
-            status = graphql.get_run_status(run_id).value
-            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
-        status = wait_for(f"run {run_id} finished", finished, 600,
-                          lambda: describe(layout, namespace))  # fmt: skip
-        cluster_measure("run submitted to finished", f"{time.monotonic() - began:.0f} s")
+def _graphql(dagster_url: str) -> DagsterGraphQLClient:
+    address = urlsplit(dagster_url)
+    return DagsterGraphQLClient("127.0.0.1", port_number=address.port)  # localhost's IPv4
+
+
+def _tracking(mlflow_url: str) -> MlflowClient:
+    return MlflowClient(f"http://127.0.0.1:{urlsplit(mlflow_url).port}")
+
+
+def _mlflow_run(tracking: MlflowClient, dagster_run_id: str) -> Run:
+    """The one MLflow run tagged with the Dagster run's id."""
+    [run] = tracking.search_runs(
+        [e.experiment_id for e in tracking.search_experiments()],
+        filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def materialized(
+    layout: Layout, kube, release: Release, uis: dict[str, str], cluster_measure
+) -> Materialized:
+    """``train_model_stub`` launched through the webserver, until the run ends."""
+    namespace = release.namespace
+    graphql = _graphql(uis[DAGSTER_UI])
+    submitted, began = time.time(), time.monotonic()
+    run_id = graphql.submit_job_execution(
+        "__ASSET_JOB", repository_location_name=USER_CODE, asset_selection=[AssetKey(ASSET)]
+    )
+
+    def finished() -> str | None:
+        status = graphql.get_run_status(run_id).value
+        return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    status = wait_for(f"run {run_id} finished", finished, 600,
+                      lambda: describe(layout, namespace))  # fmt: skip
+    cluster_measure("run submitted to finished", f"{time.monotonic() - began:.0f} s")
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
     [job] = [j for j in jobs if run_id in j.metadata.name or
              (j.metadata.labels or {}).get("dagster/run-id") == run_id]  # fmt: skip
-    if status != "SUCCESS":
-        from localcluster.cluster import kubectl
+    return Materialized(run_id, status, job.metadata.name, submitted)
 
-        events = kubectl(
-            layout,
-            "-n",
-            namespace,
-            "get",
-            "events",
-            "-o",
-            "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
-        )
-        pytest.fail(f"run {run_id}: {status}; job {job.metadata.name}: {job.status}\n{events}")
+
+def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
+    layout: Layout, release: Release, kube, uis: dict[str, str], materialized: Materialized
+) -> None:
+    namespace, run_id, job_name = release.namespace, materialized.run_id, materialized.job_name
+    if materialized.status != "SUCCESS":
+        events = kubectl(layout, "-n", namespace, "get", "events", "-o",
+                         "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,"
+                         "MESSAGE:.message")  # fmt: skip
+        pytest.fail(f"run {run_id}: {materialized.status}; job {job_name}\n{events}")
 
     def job_succeeded() -> bool:
-        found = client.BatchV1Api(kube).read_namespaced_job(job.metadata.name, namespace)
+        found = client.BatchV1Api(kube).read_namespaced_job(job_name, namespace)
         return found.status.succeeded == 1  # the Job controller counts the finished pod
 
-    wait_for(f"job {job.metadata.name} succeeded", job_succeeded, 120,
+    wait_for(f"job {job_name} succeeded", job_succeeded, 120,
              lambda: describe(layout, namespace))  # fmt: skip
-    with port_forward(kubectl_bin, kubeconfig, namespace, "service/mlflow", 5000) as port:
-        tracking = MlflowClient(f"http://127.0.0.1:{port}")
-        [run] = tracking.search_runs(
-            [e.experiment_id for e in tracking.search_experiments()],
-            filter_string=f"tags.`dagster.run_id` = '{run_id}'",
-        )
-        assert run.data.params["n_estimators"] == "10"
-        assert run.data.metrics["rmse"] == 0.123
-        paths = [a.path for a in tracking.list_artifacts(run.info.run_id)]
-        assert "train_summary.txt" in paths
-        downloaded = Path(tracking.download_artifacts(run.info.run_id, "train_summary.txt"))
-        assert downloaded.read_text()
+    tracking = _tracking(uis[MLFLOW_UI])
+    run = _mlflow_run(tracking, run_id)
+    assert run.data.params["n_estimators"] == "10"
+    assert run.data.metrics["rmse"] == 0.123
+    paths = [a.path for a in tracking.list_artifacts(run.info.run_id)]
+    assert "train_summary.txt" in paths
+    downloaded = Path(tracking.download_artifacts(run.info.run_id, "train_summary.txt"))
+    assert downloaded.read_text()
+
+
+def test_run_pod_start_to_step_start_is_measured(
+    kube, release: Release, uis: dict[str, str], materialized: Materialized, cluster_measure
+) -> None:
+    """Figures only (never asserted): where the seconds between submit and step go."""
+    pod = run_pod_times(kube, release.namespace, materialized.job_name)
+    events = first_event_times(_graphql(uis[DAGSTER_UI]), materialized.run_id)
+    for name, seconds in run_start_figures(pod, events, materialized.submitted).items():
+        cluster_measure(name, f"{seconds:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserContext]:
+    """Debian's Chromium under Playwright, kept to loopback."""
+    with chromium_context(timeout_ms=UI_TIMEOUT_MS) as context:
+        blocked = keep_to_loopback(context)
+        yield context
+    if blocked:
+        print(f"[browser] blocked requests beyond loopback: {sorted(set(blocked))}")
+
+
+def test_both_uis_through_the_notes_port_forwards_show_the_run(
+    browser: BrowserContext, uis: dict[str, str], materialized: Materialized
+) -> None:
+    assert materialized.status == "SUCCESS", f"run {materialized.run_id}: {materialized.status}"
+    run = _mlflow_run(_tracking(uis[MLFLOW_UI]), materialized.run_id)
+    shown = ShownRun(ASSET, uis[DAGSTER_UI], uis[MLFLOW_UI], materialized.run_id,
+                     run.info.run_id, run.info.experiment_id)  # fmt: skip
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.add_init_script(mlflow_preferences_script(shown.mlflow_url))
+    try:
+        href = check_dagster_asset_page(page, shown)
+        check_mlflow_run_page(page, href, shown)
+    except BaseException:
+        save_screenshot(page, "failed-cluster-ui")
+        raise
+    finally:
+        page.close()

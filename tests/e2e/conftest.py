@@ -8,7 +8,6 @@ listens on 127.0.0.1, and the browser is kept to loopback.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from support.dagster_local import (
     materialize,
     run_webserver,
 )
+from support.ui_pages import mlflow_preferences_script
 
 from dagma.devserver import free_port
 
@@ -86,29 +86,11 @@ def page(
     """A fresh tab; if the test fails, its last state is saved as a screenshot."""
     page = browser.new_page()
     page.set_viewport_size(VIEWPORT)
-    page.add_init_script(_mlflow_ui_preferences(materialization.mlflow_url))
+    page.add_init_script(mlflow_preferences_script(materialization.mlflow_url))
     yield page
     if request.node.stash.get(FAILED, False):
         save_screenshot(page, f"failed-{request.node.name}")
     page.close()
-
-
-def _mlflow_ui_preferences(mlflow_url: str) -> str:
-    """A script giving the MLflow UI the choices a returning user would have made.
-
-    The "Model training" view (MLflow 3 opens in its GenAI view) and the assistant
-    panel closed; these only change what the screenshots show, not what is asserted.
-    """
-    preferences = {
-        "mlflow.workflowType_v1": json.dumps("machine_learning"),
-        "mlflow.assistant.panelOpen_v1": "false",
-        "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-    }
-    return (
-        f"if (location.origin === {json.dumps(mlflow_url)}) {{"
-        f" for (const [key, value] of Object.entries({json.dumps(preferences)}))"
-        " { if (localStorage.getItem(key) === null) localStorage.setItem(key, value); } }"
-    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
