@@ -54,7 +54,7 @@ def test_pinned_version_is_the_dependency_in_charts_dagma() -> None:
     assert dagster["version"] == PINNED
 
 
-def test_the_variable_is_read_once_into_an_absolute_path(tmp_path: Path) -> None:
+def test_the_variable_becomes_an_absolute_path_and_blank_means_unset(tmp_path: Path) -> None:
     assert load_test_settings({}).dagster_chart is None
     assert load_test_settings({"DAGMA_DAGSTER_CHART": "  "}).dagster_chart is None
     found = load_test_settings({"DAGMA_DAGSTER_CHART": f" {tmp_path}/dagster "}).dagster_chart

@@ -1,4 +1,4 @@
-"""The tests' own switches from the environment, read and checked in this one place.
+"""Switches of the test suite read from the environment (dagma's own are ``dagma.settings``).
 
 ``DAGMA_DAGSTER_CHART``: a directory holding the official Dagster chart (the chart itself,
 as ``helm pull dagster/dagster --untar`` leaves it, or a directory with ``dagster/`` or
