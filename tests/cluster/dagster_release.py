@@ -34,7 +34,7 @@ from support import dagster_manifests
 from support.dagster_chart import dagster_fullname, user_deployment
 from support.release import NO_TELEMETRY
 from support.umbrella import RELEASE, values_paths
-from workloads import wait_deployment_ready
+from workloads import wait_for
 
 
 def _labels(component: str) -> dict[str, str]:
@@ -265,8 +265,10 @@ def external_postgres(core: client.CoreV1Api, namespace: str, image: str, passwo
     """An external PostgreSQL for Dagster (the stand-in image); returns its host name.
 
     The Dagster chart's bundled PostgreSQL cannot meet Pod Security "restricted". A
-    Deployment on a PersistentVolumeClaim, so a deleted pod comes back with Dagster's
-    run history (the fault tests delete it).
+    StatefulSet on a PersistentVolumeClaim, so a deleted pod comes back with Dagster's
+    run history (the fault tests delete it), and never beside the old one: a Deployment
+    starts the replacement at once, while the old server still shuts down (SIGTERM waits
+    for its clients, up to the 30 s grace period) — two servers on one PGDATA.
     """
     # PGDATA below the mount (which belongs to root; fsGroup makes it writable), as the
     # official image's documentation advises for volumes.
@@ -294,17 +296,17 @@ def external_postgres(core: client.CoreV1Api, namespace: str, image: str, passwo
         },
     }  # fmt: skip
     apps = client.AppsV1Api(core.api_client)
-    apps.create_namespaced_deployment(namespace, {
+    apps.create_namespaced_stateful_set(namespace, {
         "metadata": {"name": "postgresql", "labels": labels},
-        # Recreate: the volume is ReadWriteOnce and two servers must never share PGDATA.
-        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+        "spec": {"replicas": 1, "serviceName": "postgresql",
                  "selector": {"matchLabels": labels}, "template": pod},
     })  # fmt: skip
     core.create_namespaced_service(namespace, {
         "metadata": {"name": "postgresql"},
         "spec": {"selector": labels, "ports": [{"port": 5432}]},
     })  # fmt: skip
-    wait_deployment_ready(apps, namespace, "postgresql", 300)
+    wait_for("PostgreSQL Ready", lambda: apps.read_namespaced_stateful_set(
+        "postgresql", namespace).status.ready_replicas == 1, 300)  # fmt: skip
     return f"postgresql.{namespace}.svc.cluster.local"
 
 
