@@ -8,7 +8,6 @@ keep Chromium from reaching anything but the pages the tests open.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 
+from support.settings import TEST_SETTINGS
 from support.tools import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def save_screenshot(page: Page, name: str, *, docs: bool = False) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     image = page.screenshot(path=path)
-    if docs and os.environ.get("DAGMA_UPDATE_SCREENSHOTS", "").strip() == "1":
+    if docs and TEST_SETTINGS.update_screenshots:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         (DOCS_IMAGES / f"{name}.png").write_bytes(image)
     return path

@@ -11,14 +11,13 @@ there, saying what they would check and how to provide the data, and fail under
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from support.settings import REFERENCE_DIR_VARIABLE, TEST_SETTINGS
 from support.tools import missing
 
-ENV_VARIABLE = "DAGMA_REFERENCE_DIR"
-DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-REFERENCE_DIR = Path(os.environ.get(ENV_VARIABLE, "").strip() or DEFAULT_DIR).expanduser().resolve()
+ENV_VARIABLE = REFERENCE_DIR_VARIABLE
+REFERENCE_DIR = TEST_SETTINGS.reference_dir
 
 # Every file the tests read, and what they check with it.
 FILES = {

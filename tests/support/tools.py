@@ -7,12 +7,13 @@ needs, so a missing one is a broken pipeline, not a reason to pass quietly.
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+from support.settings import TEST_SETTINGS
+
+IN_CI = TEST_SETTINGS.in_ci
 
 
 def missing(what: str, how_to_get: str) -> None:
