@@ -148,8 +148,9 @@ def ensure_release_standins(
             (Path(context) / "constraints.txt").write_text(constraints)
             build_image(docker, STANDINS / "dagster" / "Dockerfile", Path(context),
                         tags["dagster"], base_image=base_image)  # fmt: skip
-    if not has_image(docker, tags["postgres"]):
+    postgres = _recipe("postgres", [STANDINS / "postgres" / "entrypoint.sh"])
+    if not _is_current(docker, tags["postgres"], postgres):
         build_image(docker, STANDINS / "postgres" / "Dockerfile", STANDINS / "postgres",
                     tags["postgres"], base_image=base_image,
-                    build_args={"DEBIAN_MIRROR": debian_mirror()})  # fmt: skip
+                    build_args={"DEBIAN_MIRROR": debian_mirror(), "RECIPE": postgres})  # fmt: skip
     return tags
