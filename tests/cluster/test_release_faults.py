@@ -36,12 +36,14 @@ from release_records import (
     wait_run_pod_running,
     webserver,
 )
-from workloads import wait_for
+from workloads import pod_log, wait_for
 
 # Bounds (never asserted as timings): Dagster's run monitoring polls every 120 s and gives
 # a run 300 s to start (the chart's defaults), so a run whose worker died is failed by then.
 RUN_BOUND = 600
 FAULTED_RUN_BOUND = 900
+# What dagster-postgres logs before each retry of a failed connection (5 at most).
+DB_RETRY = "Retrying failed database connection"
 WARM_UP_RUNS = 3  # MLflow runs recorded before the fault, each read back after it
 # The install (first test), two materializations, the faulted run and the pod's return.
 pytestmark = pytest.mark.timeout(1800)
@@ -215,6 +217,14 @@ def test_deleting_dagsters_postgresql_pod_during_a_run_keeps_the_run_history(
         faulted = run_with_a_pod_deleted(web, core, release, release.database_namespace,
                                          "app=postgresql")  # fmt: skip
         record(cluster_measure, "PostgreSQL pod", faulted)
+        [run_pod] = core.list_namespaced_pod(
+            release.namespace, label_selector=f"dagster/run-id={faulted.run_id}"
+        ).items
+        log = pod_log(core, release.namespace, run_pod.metadata.name)
+        # "... port 5432 failed: <reason>": the reason is what differs between the retries.
+        retried = [line.rsplit("failed: ", 1)[-1] for line in log.splitlines() if DB_RETRY in line]
+        cluster_measure("PostgreSQL pod: the run worker's database connection retries",
+                        f"{len(retried)}: {' | '.join(dict.fromkeys(retried))}")  # fmt: skip
         # Two servers on one PGDATA would corrupt it: the successor starts after the old ends.
         assert not faulted.replacement.beside_the_old
         assert faulted.status in ("SUCCESS", "FAILURE"), faulted
