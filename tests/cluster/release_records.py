@@ -4,8 +4,8 @@ Dagster's runs through the webserver's GraphQL API (dagster-graphql's client, an
 for the two queries it has no call for), behind a port-forward that is reopened when a
 request fails (its pod restarted, or the database behind it was away). MLflow's runs,
 params, metrics and artifact bytes through the official ``MlflowClient`` behind a
-port-forward to ``service/mlflow``. And the fault itself: a Deployment's pod deleted and
-its replacement waited for.
+port-forward to ``service/mlflow``. And the fault itself: a pod deleted and its
+successor (from its Deployment or StatefulSet) waited for.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class TrackedRun:
 
 def _artifact_bytes(tracking: MlflowClient, run_id: str, scratch: Path) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
-    pending = [None]
+    pending: list[str | None] = [None]  # directories still to list; None is the root
     while pending:
         for entry in tracking.list_artifacts(run_id, pending.pop()):
             if entry.is_dir:
