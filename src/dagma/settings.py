@@ -43,6 +43,12 @@ HTTP_REQUEST_LIMITS = {
     "backoff_factor": ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2, 0, 120),
     "timeout_seconds": ("MLFLOW_HTTP_REQUEST_TIMEOUT", 60, 1, None),
 }
+# How long a run's first request waits for a server that does not answer yet (connection
+# refused or no answer; HTTP answers are never waited out). 0 locally: a wrong URI under
+# `dagster dev` fails in seconds. charts/dagma sets 60 (tracking.http.serverWaitSeconds): a run
+# that starts while the MLflow pod restarts (11-16 s) waits for it instead of failing at once.
+SERVER_WAIT_VARIABLE = "MLFLOW_SERVER_WAIT_SECONDS"
+SERVER_WAIT_LIMITS = (0, 3600)  # smallest, largest
 
 
 class SettingsError(ValueError):
@@ -85,6 +91,8 @@ class TrackingSettings(BaseModel):
     allow_file_store: bool = False
     # MLflow's client retries: bounded unless the user set MLFLOW_HTTP_REQUEST_* themselves.
     http: HttpRequestSettings = HttpRequestSettings()
+    # MLFLOW_SERVER_WAIT_SECONDS: how long the first request waits for a server not up yet.
+    server_wait_seconds: int = 0
 
     @property
     def local_store(self) -> bool:
@@ -216,6 +224,21 @@ def _http_request(env: Mapping[str, str]) -> HttpRequestSettings:
     return HttpRequestSettings(**values)
 
 
+def _server_wait(env: Mapping[str, str]) -> int:
+    raw = env.get(SERVER_WAIT_VARIABLE, "").strip()
+    if not raw:
+        return 0
+    smallest, largest = SERVER_WAIT_LIMITS
+    value = int(raw) if raw.isascii() and raw.isdigit() else None
+    if value is None or not smallest <= value <= largest:
+        raise SettingsError(
+            f"{SERVER_WAIT_VARIABLE}={raw!r} is not a wait dagma can use: set a whole number of "
+            f"seconds from {smallest} to {largest}, or leave it unset (0: fail at once when the "
+            "MLflow server does not answer)."
+        )
+    return value
+
+
 def _experiment(env: Mapping[str, str]) -> str:
     ours = env.get("MLFLOW_EXPERIMENT", "").strip()
     mlflows = env.get("MLFLOW_EXPERIMENT_NAME", "").strip()
@@ -253,4 +276,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
         dagster_ui_url=_check_url("DAGSTER_UI_URL", dagster_ui_url) if dagster_ui_url else None,
         allow_file_store=allow_file_store,
         http=_http_request(env),
+        server_wait_seconds=_server_wait(env),
     )

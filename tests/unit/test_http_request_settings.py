@@ -1,4 +1,4 @@
-"""MLflow's client retries: bounded by default, set by MLFLOW_HTTP_REQUEST_*, bad values refused."""
+"""MLflow's client retries and the wait for a server not up yet: bounded, bad values refused."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ RETRIES, BACKOFF, TIMEOUT = (
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
 )
+WAIT = "MLFLOW_SERVER_WAIT_SECONDS"
 # A closed port: no test here sends a request.
 TRACKING_ON = {"MLFLOW_USE_TRACKING": "true", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
 
@@ -67,3 +68,19 @@ def test_the_resource_applies_them_only_while_it_runs_and_a_users_value_wins(
     assert seen == {RETRIES: "5", BACKOFF: "2", TIMEOUT: "300"}  # what MLflow's client reads
     assert RETRIES not in os.environ and BACKOFF not in os.environ  # removed afterwards
     assert os.environ[TIMEOUT] == "300"
+
+
+def test_the_wait_for_a_server_not_up_yet_is_zero_unless_set() -> None:
+    assert load_settings({}).server_wait_seconds == 0  # `dagster dev`: a wrong URI fails at once
+    assert load_settings({WAIT: " 60 "}).server_wait_seconds == 60
+    resource = mlflow_resource_for(load_settings({**TRACKING_ON, WAIT: "45"}))
+    assert resource.server_wait_seconds == 45
+
+
+@pytest.mark.parametrize("raw", ["-1", "2.5", "1m", "sixty", "3601"])
+def test_a_bad_wait_names_the_variable_the_value_and_the_range(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({WAIT: raw})
+    message = str(error.value)
+    assert f"{WAIT}={raw!r}" in message
+    assert "a whole number of seconds from 0 to 3600" in message and "leave it unset" in message

@@ -4,7 +4,8 @@ A materialization costs four requests to a Tracking server: create the run (with
 its tags), one ``log_batch`` of the params, metrics and tags (buffered; see
 :mod:`.batching`), the artifact upload, and ending the run. The first one in a
 process adds two: looking the experiment up, which doubles as the reachability
-check (no retries, a short timeout) and is then cached for the process, and one
+check (no retries, a short timeout; a server not up yet is waited for up to
+``MLFLOW_SERVER_WAIT_SECONDS``) and is then cached for the process, and one
 search for runs that finished Dagster runs left RUNNING (:mod:`.abandoned_runs`).
 
 The run is created with ``mlflow.start_run``, so it is also MLflow's active run and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -32,13 +34,19 @@ from pydantic import PrivateAttr
 from dagma.defs.models.abandoned_runs import end_abandoned_runs
 from dagma.defs.models.batching import LogBuffer
 from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus, failure_tags
-from dagma.settings import HttpRequestSettings, is_local_store, local_store_path
+from dagma.settings import (
+    SERVER_WAIT_VARIABLE,
+    HttpRequestSettings,
+    is_local_store,
+    local_store_path,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
+SERVER_POLL_SECONDS = 2.0  # between tries while waiting for a server that does not answer yet
 # Experiment ids by (tracking URI, experiment name): looked up once per process.
 _experiment_ids: dict[tuple[str, str], str] = {}
 # (tracking URI, experiment name) already searched for abandoned runs in this process.
@@ -91,6 +99,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
     dagster_ui_url: str | None = None
     # How long the first request waits; MLflow's own retries take minutes on a closed port.
     connect_timeout_seconds: float = 5.0
+    # How long that first request keeps trying a server that does not answer (connection refused
+    # or no answer; never an HTTP error): 0 fails at once. See MLFLOW_SERVER_WAIT_SECONDS.
+    server_wait_seconds: int = 0
     # MLflow's client retries for every later request (see dagma.settings): applied while the
     # resource runs where the environment leaves MLFLOW_HTTP_REQUEST_* unset.
     http_max_retries: int = HttpRequestSettings().max_retries
@@ -118,7 +129,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
 
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
-        experiment_id = self._experiment_id()
+        experiment_id = self._experiment_id(context)
         self._end_abandoned_runs(context, experiment_id)
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
@@ -254,13 +265,13 @@ class MlflowTrackingResource(MlflowRunRecorder):
 
     # -- the experiment, once per process -------------------------------------
 
-    def _experiment_id(self) -> str:
+    def _experiment_id(self, context: AssetExecutionContext) -> str:
         key = (self.tracking_uri, self.experiment)
         if key not in _experiment_ids:
-            _experiment_ids[key] = self._find_or_create_experiment()
+            _experiment_ids[key] = self._find_or_create_experiment(context)
         return _experiment_ids[key]
 
-    def _find_or_create_experiment(self) -> str:
+    def _find_or_create_experiment(self, context: AssetExecutionContext) -> str:
         from mlflow.exceptions import MlflowException
 
         if urlparse(self.tracking_uri).scheme == "sqlite":
@@ -270,7 +281,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
         elif self.local_store:
             experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
         else:
-            experiment = self._server_experiment()
+            experiment = self._server_experiment(context)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 raise RuntimeError(
@@ -293,12 +304,14 @@ class MlflowTrackingResource(MlflowRunRecorder):
             return open_sqlite_store(self.tracking_uri).create_experiment(self.experiment)
         return self._mlflow_client().create_experiment(self.experiment)
 
-    def _server_experiment(self) -> Any:
+    def _server_experiment(self, context: AssetExecutionContext) -> Any:
         """Look the experiment up, failing in seconds with the fix when no server answers.
 
         MLflow's client retries for minutes on a closed port and has no per-call
         override, so this first request goes through MLflow's own ``http_request``
         with no retries and a short timeout; it doubles as the reachability check.
+        A server that does not answer yet (restarting) is tried again every couple of
+        seconds for ``server_wait_seconds``; an HTTP answer is never tried again.
         """
         import_mlflow()
         from mlflow.entities import Experiment
@@ -312,21 +325,39 @@ class MlflowTrackingResource(MlflowRunRecorder):
             f"Start the server or correct {self.tracking_uri_source}; to run without MLflow, "
             "set MLFLOW_USE_TRACKING=false."
         )
-        try:
-            response = http_request(
-                get_default_host_creds(self.tracking_uri),
-                EXPERIMENT_BY_NAME,
-                "GET",
-                params={"experiment_name": self.experiment},
-                max_retries=0,
-                backoff_factor=0,
-                timeout=self.connect_timeout_seconds,
-                raise_on_status=False,
-            )
-        except Exception as exc:
-            # The cause's traceback repeats the same thing at length: the reason is enough.
-            reason = unreachable_reason(exc, self.connect_timeout_seconds)
-            raise MlflowUnreachableError(f"{where} is not reachable ({reason}). {fix}") from None
+        started = time.monotonic()
+        deadline = started + self.server_wait_seconds
+        waiting = False
+        while True:
+            try:
+                response = http_request(
+                    get_default_host_creds(self.tracking_uri),
+                    EXPERIMENT_BY_NAME,
+                    "GET",
+                    params={"experiment_name": self.experiment},
+                    max_retries=0,
+                    backoff_factor=0,
+                    timeout=self.connect_timeout_seconds,
+                    raise_on_status=False,
+                )
+                break
+            except Exception as exc:
+                # The cause's traceback repeats the same thing at length: the reason is enough.
+                reason = unreachable_reason(exc, self.connect_timeout_seconds)
+                left = deadline - time.monotonic()
+                if left <= 0 or not no_answer(exc):
+                    raise MlflowUnreachableError(
+                        f"{where} is not reachable ({reason}){self._waited(waiting)}. {fix}"
+                    ) from None
+                if not waiting:
+                    context.log.warning(
+                        f"{where} not answering yet ({reason}); waiting up to "
+                        f"{self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE})"
+                    )
+                    waiting = True
+                time.sleep(min(SERVER_POLL_SECONDS, left))
+        if waiting:
+            context.log.info(f"{where} answered after {time.monotonic() - started:.0f} s")
         if response.status_code == 200:
             found = GetExperimentByName.Response()
             parse_dict(response.json(), found)  # fills ``found`` in place
@@ -347,6 +378,15 @@ class MlflowTrackingResource(MlflowRunRecorder):
         raise MlflowUnreachableError(
             f"{where} answered HTTP {response.status_code} to {EXPERIMENT_BY_NAME}: "
             f"{response.text[:200]!r}. Is it an MLflow Tracking server? {fix}"
+        )
+
+    def _waited(self, waited: bool) -> str:
+        """What the error adds when the server was waited for, with the setting that bounds it."""
+        if not waited:
+            return ""
+        return (
+            f" after waiting {self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE}; raise it "
+            "if the server takes longer to start)"
         )
 
 
@@ -383,6 +423,24 @@ def _environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def no_answer(error: BaseException) -> bool:
+    """Whether a request failed for want of an answer (refused, unresolved, timed out).
+
+    Only these are waited out: a restarting server gives them. A TLS failure is a
+    ``ConnectionError`` too, but trying again would not change it.
+    """
+    import requests
+
+    current: BaseException | None = error
+    for _ in range(10):
+        if current is None or isinstance(current, requests.exceptions.SSLError):
+            return False
+        if isinstance(current, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def unreachable_reason(error: BaseException, timeout: float) -> str:
