@@ -84,6 +84,8 @@ def test_tracking_configmap_carries_the_mlflow_settings() -> None:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+        # A run started while the MLflow pod restarts (11-16 s) waits for it.
+        "MLFLOW_SERVER_WAIT_SECONDS": "60",
     }
 
 

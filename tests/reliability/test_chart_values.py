@@ -330,6 +330,21 @@ BAD_VALUES: dict[str, Bad] = {
         {"tracking": {"http": {"timeoutSeconds": "60"}}},
         ("/tracking/http/timeoutSeconds",),
     ),
+    "server-wait-negative": Bad(
+        "dagma",
+        {"tracking": {"http": {"serverWaitSeconds": -1}}},
+        ("/tracking/http/serverWaitSeconds",),
+    ),
+    "server-wait-a-float": Bad(
+        "dagma",
+        {"tracking": {"http": {"serverWaitSeconds": 2.5}}},
+        ("/tracking/http/serverWaitSeconds",),
+    ),
+    "server-wait-a-string": Bad(
+        "dagma",
+        {"tracking": {"http": {"serverWaitSeconds": "60s"}}},
+        ("/tracking/http/serverWaitSeconds",),
+    ),
     "tracking-uri-not-http": Bad(
         "dagma", {**EXTERNAL_MLFLOW, "tracking": {"uri": "ftp://mlflow"}}, ("/tracking/uri",)
     ),
@@ -433,6 +448,10 @@ GOOD_VALUES: dict[str, tuple[str, dict[str, Any]]] = {
                 ],
             }
         },
+    ),
+    "longest-client-waits": (
+        "dagma",
+        {"tracking": {"http": {"timeoutSeconds": 3600, "serverWaitSeconds": 3600}}},
     ),
     "user-code-big-ids": (
         "dagma",

@@ -31,7 +31,7 @@ from support.umbrella import render_umbrella
 
 from dagma.defs.models.abandoned_runs import END_REASON_TAG
 from dagma.devserver import free_port
-from dagma.settings import HttpRequestSettings
+from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, load_settings
 
 LOCATIONS = Path(__file__).parent / "locations"
 EXPERIMENT = f"faults-{uuid.uuid4().hex[:8]}"
@@ -183,6 +183,12 @@ def test_sigkills_between_materializations_lose_nothing(
 def test_dagmas_own_http_bounds_are_the_charts() -> None:
     # Outside the chart (make demo, dagster dev) dagma applies what charts/dagma gives run pods.
     assert _run_pod_http_settings() == HttpRequestSettings().as_env()
+    # Except the wait for a server not answering yet, on purpose: 60 s in the chart, where a run
+    # may start while the MLflow pod restarts (11-16 s); 0 outside it, where the server is the
+    # user's own and a wrong URI under `make demo`/`dagster dev` should fail in seconds.
+    data = render_umbrella().one("ConfigMap", "dagma-mlflow-env")["data"]
+    assert data[SERVER_WAIT_VARIABLE] == "60"
+    assert load_settings({}).server_wait_seconds == 0
 
 
 def test_a_sigkill_inside_a_materialization_fails_it_and_the_next_one_ends_its_run_failed(
