@@ -11,7 +11,9 @@ log), waits for the new pod to be Ready, and reads everything back.
 
 What happens to the run in flight is recorded (``cluster_measure``) and asserted as it is:
 it ends in a terminal status within a bound; a run that failed has no MLflow run that
-looks successful; nothing recorded before is lost; a new materialization succeeds.
+looks successful; nothing recorded before is lost; a new materialization succeeds. A run
+whose MLflow pod is deleted succeeds: its first request waits for the server
+(MLFLOW_SERVER_WAIT_SECONDS, 60 s in the chart).
 """
 
 from __future__ import annotations
@@ -157,15 +159,17 @@ def test_deleting_the_mlflow_pod_during_a_run_loses_nothing_recorded(
         cluster_measure("MLflow pod: the interrupted run in MLflow", str([
             f"{run.status}, created {run.started_at - deleted_at:+.1f} s after the deletion"
             for run in interrupted]))  # fmt: skip
-        if faulted.status == "SUCCESS":  # the client's retries bridged the restart
-            [run] = interrupted
-            assert (run.status, run.params["n_estimators"]) == ("FINISHED", "10")
-            assert run.metrics["rmse"] == ((0.123, 0),)
-            assert run.artifacts["train_summary.txt"].startswith(b"n_estimators=10")
-        else:
-            assert faulted.status == "FAILURE"
-            assert [run for run in interrupted if run.status == "FINISHED"] == []
-            assert any("MLflow" in error for error in faulted.errors), faulted.errors
+        waited = [e["message"] for e in faulted.events
+                  if (e.get("message") or "").startswith("MLflow Tracking server at")]  # fmt: skip
+        cluster_measure("MLflow pod: the run's wait for the server", " | ".join(waited) or "none")
+        # The run pod's first request waits up to tracking.http.serverWaitSeconds (60 s) for a
+        # server that does not answer, the later ones ride on MLflow's retries: the restart
+        # (11-16 s) is bridged. Before that wait, 5 of 6 runs failed here at the first request.
+        assert faulted.status == "SUCCESS", faulted.errors
+        [run] = interrupted
+        assert (run.status, run.params["n_estimators"]) == ("FINISHED", "10")
+        assert run.metrics["rmse"] == ((0.123, 0),)
+        assert run.artifacts["train_summary.txt"].startswith(b"n_estimators=10")
         new = materialize(web)
         [run] = [r for r in tracked_runs(layout, release.namespace).values()
                  if r.dagster_run_id == new]  # fmt: skip
