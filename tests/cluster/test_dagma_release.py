@@ -39,7 +39,7 @@ from release_ui import (
     check_mlflow_run_page,
 )
 from run_timing import first_event_times, run_pod_times, run_start_figures
-from support.browser import chromium_context, keep_to_loopback, save_screenshot
+from support.browser import loopback_chromium, save_screenshot
 from support.release import USER_CODE
 from support.ui_pages import mlflow_preferences_script
 from support.umbrella import RELEASE
@@ -157,11 +157,8 @@ def test_run_pod_start_to_step_start_is_measured(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[BrowserContext]:
     """Debian's Chromium under Playwright, kept to loopback."""
-    with chromium_context(timeout_ms=UI_TIMEOUT_MS) as context:
-        blocked = keep_to_loopback(context)
+    with loopback_chromium(UI_TIMEOUT_MS) as context:
         yield context
-    if blocked:
-        print(f"[browser] blocked requests beyond loopback: {sorted(set(blocked))}")
 
 
 def test_both_uis_through_the_notes_port_forwards_show_the_run(

@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterator
 import pytest
 from mlflow import MlflowClient
 from playwright.sync_api import BrowserContext, Page
-from support.browser import chromium_context, keep_to_loopback, save_screenshot
+from support.browser import loopback_chromium, save_screenshot
 from support.dagster_local import (
     TrackedMaterialization,
     command_env,
@@ -72,11 +72,8 @@ def materialization(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[BrowserContext]:
     """Debian's Chromium under Playwright, kept to loopback."""
-    with chromium_context(timeout_ms=UI_TIMEOUT_MS) as context:
-        blocked = keep_to_loopback(context)
+    with loopback_chromium(UI_TIMEOUT_MS) as context:
         yield context
-    if blocked:
-        print(f"[browser] blocked requests beyond loopback: {sorted(set(blocked))}")
 
 
 @pytest.fixture

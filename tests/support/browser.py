@@ -83,6 +83,16 @@ def keep_to_loopback(context: BrowserContext) -> list[str]:
     return blocked
 
 
+@contextmanager
+def loopback_chromium(timeout_ms: float) -> Iterator[BrowserContext]:
+    """:func:`chromium_context` kept to loopback; prints what it blocked, if anything."""
+    with chromium_context(timeout_ms=timeout_ms) as context:
+        blocked = keep_to_loopback(context)
+        yield context
+    if blocked:
+        print(f"[browser] blocked requests beyond loopback: {sorted(set(blocked))}")
+
+
 def save_screenshot(page: Page, name: str, *, docs: bool = False) -> Path:
     """Save ``page`` as test-artifacts/screenshots/``name``.png and return that path.
 
