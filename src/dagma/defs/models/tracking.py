@@ -47,10 +47,9 @@ if TYPE_CHECKING:
 EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
 SERVER_POLL_SECONDS = 2.0  # between tries while waiting for a server that does not answer yet
-# Experiment ids by (tracking URI, experiment name): looked up once per process.
+# Experiment ids by (tracking URI, experiment name): looked up once per process, when the
+# experiment's abandoned runs are also ended.
 _experiment_ids: dict[tuple[str, str], str] = {}
-# (tracking URI, experiment name) already searched for abandoned runs in this process.
-_swept_experiments: set[tuple[str, str]] = set()
 
 
 class MlflowUnreachableError(Failure):
@@ -130,7 +129,6 @@ class MlflowTrackingResource(MlflowRunRecorder):
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
         experiment_id = self._experiment_id(context)
-        self._end_abandoned_runs(context, experiment_id)
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
         active = mlflow.start_run(
@@ -247,16 +245,12 @@ class MlflowTrackingResource(MlflowRunRecorder):
         return self._client
 
     def _end_abandoned_runs(self, context: AssetExecutionContext, experiment_id: str) -> None:
-        """Once per process and experiment: end the runs finished Dagster runs left RUNNING."""
-        key = (self.tracking_uri, self.experiment)
-        if key in _swept_experiments:
-            return
+        """End the runs finished Dagster runs left RUNNING (with the experiment's lookup)."""
         try:
             ended = end_abandoned_runs(self._mlflow_client(), context.instance, experiment_id)
         except Exception as error:  # housekeeping: the next process tries again
             context.log.warning(f"Could not look for abandoned MLflow runs: {error}")
             return
-        _swept_experiments.add(key)
         if ended:
             context.log.warning(
                 f"Ended {len(ended)} MLflow run(s) of experiment {self.experiment!r} FAILED that "
@@ -268,7 +262,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
     def _experiment_id(self, context: AssetExecutionContext) -> str:
         key = (self.tracking_uri, self.experiment)
         if key not in _experiment_ids:
-            _experiment_ids[key] = self._find_or_create_experiment(context)
+            experiment_id = self._find_or_create_experiment(context)
+            self._end_abandoned_runs(context, experiment_id)
+            _experiment_ids[key] = experiment_id
         return _experiment_ids[key]
 
     def _find_or_create_experiment(self, context: AssetExecutionContext) -> str:
