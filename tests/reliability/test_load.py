@@ -4,7 +4,7 @@ One release per module (charts/mlflow defaults, a free port; support.mlflow_pods
 logs data of its own (its index as a param, a metric and an artifact's content), so reading
 back proves each run is complete and holds only its own data. The server's access log gives
 its error count; the time per materialization is printed as information, never asserted.
-Counts: `make test` 4 at once, 50 in a row, 20 raising; `make soak` 32, 500 and 200
+Counts: `make test` 8 at once, 50 in a row, 20 raising; `make soak` 32, 500 and 200
 (support.soak). (No ``from __future__ import annotations``: Dagster resolves the Config
 annotation at once.)
 """
@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
@@ -29,7 +30,7 @@ from support.helm import render
 from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
 from dagma.devserver import free_port
 
-AT_ONCE = soak.count(4, 32)  # separate processes; tests/integration has 8 in `make test`
+AT_ONCE = soak.count(8, 32)  # separate processes
 SEQUENTIAL = soak.count(50, 500)
 RAISING = soak.count(20, 200)
 LOCATIONS = Path(__file__).parent / "locations"
@@ -78,6 +79,24 @@ def _runs(client: MlflowClient, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"experiment {experiment} was never created"
     return client.search_runs([found.experiment_id], max_results=5000)
+
+
+class Served(NamedTuple):
+    """What the server holds for an experiment after ``count`` materializations."""
+
+    runs: list
+    cross_talk: int
+    requests: int
+    errors: list[int]
+
+
+def _served(pod: mlflow_pods.ServerPod, experiment: str, count: int, since: int) -> Served:
+    """The experiment's runs read back, their cross-talk, and the server's requests since."""
+    client = MlflowClient(pod.url)
+    runs = _runs(client, experiment)
+    statuses = _statuses(pod.log())[since:]
+    errors = [status for status in statuses if status >= 500]
+    return Served(runs, _cross_talk(client, runs, count), len(statuses), errors)
 
 
 def _cross_talk(client: MlflowClient, runs: list, count: int) -> int:
@@ -144,18 +163,15 @@ def test_materializations_in_separate_processes_at_once_are_complete_and_distinc
             if process.poll() is None:
                 process.kill()
 
-    client = MlflowClient(pod.url)
-    runs = _runs(client, experiment)
-    cross_talk = _cross_talk(client, runs, AT_ONCE)
-    statuses = _statuses(pod.log())[requests_before:]
-    errors = [s for s in statuses if s >= 500]
+    served = _served(pod, experiment, AT_ONCE, requests_before)
     print(
-        f"{AT_ONCE} at once: {len(runs)} runs, cross-talk {cross_talk}, {len(statuses)} "
-        f"requests, server errors {len(errors)}, {_figures(durations)} per process"
+        f"{AT_ONCE} at once: {len(served.runs)} runs, cross-talk {served.cross_talk}, "
+        f"{served.requests} requests, server errors {len(served.errors)}, "
+        f"{_figures(durations)} per process"
     )
-    assert cross_talk == 0
-    assert len({run.data.tags["dagster.run_id"] for run in runs}) == AT_ONCE
-    assert errors == []
+    assert served.cross_talk == 0
+    assert len({run.data.tags["dagster.run_id"] for run in served.runs}) == AT_ONCE
+    assert served.errors == []
 
 
 def test_materializations_in_a_row_are_complete_and_distinct(
@@ -177,18 +193,14 @@ def test_materializations_in_a_row_are_complete_and_distinct(
             durations.append(time.monotonic() - started)
             assert result.success
 
-    client = MlflowClient(pod.url)
-    runs = _runs(client, experiment)
-    cross_talk = _cross_talk(client, runs, SEQUENTIAL)
-    statuses = _statuses(pod.log())[requests_before:]
-    errors = [s for s in statuses if s >= 500]
+    served = _served(pod, experiment, SEQUENTIAL, requests_before)
     print(
-        f"{SEQUENTIAL} in a row: {len(runs)} runs, cross-talk {cross_talk}, "
-        f"{len(statuses)} requests, server errors {len(errors)}, {_figures(durations)}"
+        f"{SEQUENTIAL} in a row: {len(served.runs)} runs, cross-talk {served.cross_talk}, "
+        f"{served.requests} requests, server errors {len(served.errors)}, {_figures(durations)}"
     )
-    assert len(statuses) > SEQUENTIAL, "the server's access log shows no requests"
-    assert cross_talk == 0
-    assert errors == []
+    assert served.requests > SEQUENTIAL, "the server's access log shows no requests"
+    assert served.cross_talk == 0
+    assert served.errors == []
 
 
 def test_raising_assets_leave_as_many_failed_runs_and_none_running(
