@@ -207,36 +207,37 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _whole_number(
+    env: Mapping[str, str], variable: str, default: int, limits: tuple[int, int | None],
+    unit: str = "", unset: str = "",
+) -> int:  # fmt: skip
+    """A whole number from ``variable`` within ``limits`` (no upper one: None), else ``default``."""
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    smallest, largest = limits
+    value = int(raw) if raw.isascii() and raw.isdigit() else None  # MLflow reads them with int()
+    if value is None or value < smallest or (largest is not None and value > largest):
+        bound = f"of at least {smallest}" if largest is None else f"from {smallest} to {largest}"
+        raise SettingsError(
+            f"{variable}={raw!r} is not a value dagma can use: set a whole number{unit} "
+            f"{bound}, or leave it unset ({unset or f'default {default}'})."
+        )
+    return value
+
+
 def _http_request(env: Mapping[str, str]) -> HttpRequestSettings:
-    values = {}
-    for field, (variable, default, smallest, largest) in HTTP_REQUEST_LIMITS.items():
-        raw = env.get(variable, "").strip()
-        if not raw:
-            continue
-        value = int(raw) if raw.isdigit() else None  # MLflow reads them with int()
-        if value is None or value < smallest or (largest is not None and value > largest):
-            allowed = f"from {smallest} to {largest}" if largest else f"of at least {smallest}"
-            raise SettingsError(
-                f"{variable}={raw!r} is not a value MLflow's client can use: set a whole number "
-                f"{allowed}, or leave it unset for dagma's default ({default})."
-            )
-        values[field] = value
-    return HttpRequestSettings(**values)
+    return HttpRequestSettings(**{
+        field: _whole_number(env, variable, default, (smallest, largest))
+        for field, (variable, default, smallest, largest) in HTTP_REQUEST_LIMITS.items()
+    })  # fmt: skip
 
 
 def _server_wait(env: Mapping[str, str]) -> int:
-    raw = env.get(SERVER_WAIT_VARIABLE, "").strip()
-    if not raw:
-        return 0
-    smallest, largest = SERVER_WAIT_LIMITS
-    value = int(raw) if raw.isascii() and raw.isdigit() else None
-    if value is None or not smallest <= value <= largest:
-        raise SettingsError(
-            f"{SERVER_WAIT_VARIABLE}={raw!r} is not a wait dagma can use: set a whole number of "
-            f"seconds from {smallest} to {largest}, or leave it unset (0: fail at once when the "
-            "MLflow server does not answer)."
-        )
-    return value
+    return _whole_number(
+        env, SERVER_WAIT_VARIABLE, 0, SERVER_WAIT_LIMITS, unit=" of seconds",
+        unset="0: fail at once when the MLflow server does not answer",
+    )  # fmt: skip
 
 
 def _experiment(env: Mapping[str, str]) -> str:
