@@ -14,6 +14,7 @@ test-artifacts/screenshots/, and docs/images/ with ``DAGMA_UPDATE_SCREENSHOTS=1`
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from run_timing import first_event_times, run_pod_times, run_start_figures
 from support.browser import loopback_chromium, save_screenshot
 from support.release import USER_CODE
 from support.ui_pages import mlflow_preferences_script
-from support.umbrella import RELEASE
+from support.umbrella import RELEASE, render_umbrella, values_paths
 from workloads import wait_for
 
 ASSET = "train_model_stub"
@@ -136,12 +137,51 @@ def test_materialize_through_the_webserver_runs_a_job_pod_and_tracks_in_mlflow(
              lambda: describe(layout, namespace))  # fmt: skip
     tracking = _tracking(uis[MLFLOW_UI])
     run = _mlflow_run(tracking, run_id)
-    assert run.data.params["n_estimators"] == "10"
-    assert run.data.metrics["rmse"] == 0.123
-    paths = [a.path for a in tracking.list_artifacts(run.info.run_id)]
-    assert "train_summary.txt" in paths
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"n_estimators": "10"}
+    assert run.data.metrics == {"rmse": 0.123}
+    tags = run.data.tags
+    assert (tags["dagster.code_location"], tags["dagster.asset_key"]) == (USER_CODE, ASSET)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied, never a pod's path
+    assert [a.path for a in tracking.list_artifacts(run.info.run_id)] == ["train_summary.txt"]
     downloaded = Path(tracking.download_artifacts(run.info.run_id, "train_summary.txt"))
-    assert downloaded.read_text()
+    assert downloaded.read_text() == "n_estimators=10\nrmse=0.123\n"
+
+
+def test_the_run_is_queued_then_launched_as_a_job_of_the_user_code_image(
+    kube, release: Release, release_images, uis: dict[str, str], materialized: Materialized
+) -> None:
+    """The chart's QueuedRunCoordinator queued the run, and the daemon's K8sRunLauncher made
+    its Job from the code location: the location's label, the user-code image, execute_run."""
+    events = first_event_times(_graphql(uis[DAGSTER_UI]), materialized.run_id)
+    assert {"RUN_ENQUEUED", "RUN_STARTING", "RUN_START"} <= events.keys(), sorted(events)
+    assert events["RUN_ENQUEUED"] <= events["RUN_STARTING"] <= events["RUN_START"], events
+    job = client.BatchV1Api(kube).read_namespaced_job(materialized.job_name, release.namespace)
+    labels = job.spec.template.metadata.labels
+    assert labels["dagster/run-id"] == materialized.run_id
+    assert labels["dagster/code-location"] == USER_CODE
+    [container] = job.spec.template.spec.containers
+    assert container.image == release_images.user_code.tag
+    assert container.args[:3] == ["dagster", "api", "execute_run"]
+
+
+def test_helm_test_of_the_release_passes(
+    layout: Layout, core: client.CoreV1Api, release: Release
+) -> None:
+    """Both charts' ``helm test`` Pods pass: charts/mlflow's logs a run with an artifact
+    through the Service; charts/dagma's, on the user-code image with the MLflow ConfigMap as
+    its environment, finds the ConfigMap's MLFLOW_TRACKING_URI answering /health."""
+    output = helm(layout, release.namespace, "test", RELEASE, "--timeout", "5m")
+    phases = dict(re.findall(r"^TEST SUITE:\s+(\S+)$.*?^Phase:\s+(\S+)$", output, re.M | re.S))
+    tests = render_umbrella(values_files=values_paths(["kind.yaml"])).tests
+    expected = {test["metadata"]["name"]: "Succeeded" for test in tests}
+    assert len(expected) == 2 and expected.items() <= phases.items(), output
+    # charts/dagma's test Pod stays until the next `helm test` (before-hook-creation).
+    name = f"{RELEASE}-test-mlflow-health"
+    [source] = core.read_namespaced_pod(name, release.namespace).spec.containers[0].env_from
+    tracking = core.read_namespaced_config_map(source.config_map_ref.name, release.namespace)
+    uri = tracking.data["MLFLOW_TRACKING_URI"].rstrip("/")
+    assert f"{uri}/health answered 'OK'" in core.read_namespaced_pod_log(name, release.namespace)
 
 
 def test_run_pod_start_to_step_start_is_measured(

@@ -6,14 +6,16 @@ Debian's Chromium (Playwright) opens the Dagster webserver's page for
 param, metric and artifact in the MLflow UI. Screenshots of the pages go to
 test-artifacts/screenshots/ (docs/images/ shows the same pages on the local cluster:
 tests/cluster/test_dagma_release.py).
+The browser is Debian's, never one Playwright downloaded.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 
-from playwright.sync_api import Locator, Page, expect
-from support.browser import save_screenshot
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+from support.browser import CHROMIUM, save_screenshot
 from support.dagster_local import TrackedMaterialization
 from support.ui_pages import table_row
 
@@ -71,3 +73,15 @@ def test_mlflow_run_link_opens_the_run_with_its_param_metric_and_artifact(
     content = page.locator("pre").filter(has_text="n_estimators=10")
     expect(content).to_have_text(re.compile(r"^\s*n_estimators=10\s+rmse=0\.123\s*$"))
     save_screenshot(page, "mlflow-artifact")
+
+
+def test_the_browser_is_debians_chromium(browser: BrowserContext) -> None:
+    installed = subprocess.run(
+        [str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout  # "Chromium 156.0.8078.108 built on Debian …"
+    page = browser.new_page()
+    try:
+        product = browser.new_cdp_session(page).send("Browser.getVersion")["product"]
+    finally:
+        page.close()
+    assert product.split("/")[1] in installed.split()
