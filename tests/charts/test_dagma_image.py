@@ -1,7 +1,7 @@
 """images/user_code agrees with what charts/dagma and the Dagster chart expect of it.
 
-Building and running the image is the container suite's job (tests/container);
-these checks read the Dockerfile and .dockerignore and need no Docker engine.
+The cluster tests build and run the image (tests/cluster/test_images.py and the release
+tests); these checks read the Dockerfile and .dockerignore and need no Docker engine.
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 Data = Mapping[str, Mapping[str, str]]
-# An immutable empty mapping, the default of the optional data arguments.
 # The default of the optional mapping arguments: empty and immutable.
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")

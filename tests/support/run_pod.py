@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import kubernetes
+import yaml
 from dagster._config import process_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import DagsterRun
@@ -31,11 +32,25 @@ from support.dagster_chart import (
     user_code_container_context,
     user_deployment,
 )
-from support.run_launch import offline_kubeconfig
+from support.release import USER_CODE
 from support.umbrella import NAMESPACE, RELEASE, effective_values
 
-USER_CODE = "dagma-user-code"
 ASSET_JOB = "__ASSET_JOB"  # the implicit job a materialization of train_model_stub runs
+
+
+def offline_kubeconfig(directory: Path) -> Path:
+    """A kubeconfig for 127.0.0.1:6443 that is only parsed, never connected to."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "offline", "user": {"token": "unused"}}],
+        "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
+        "current-context": "offline",
+    }
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def build_run_job(values_files: list[Path], workdir: Path) -> dict:
