@@ -3,8 +3,8 @@
 "A complete code location": the Python block is written to the file its first
 line names and materialized with the README's own commands (the tracking URI
 pointed at this session's MLflow server); what was logged is read back from the
-stub and from MLflow. "Your own code location": its values file installs with
-charts/dagma and gives the deployment the MLflow ConfigMap and Secret.
+stub and from MLflow. "Your own code location" (docs/kubernetes.md): its values file
+installs with charts/dagma and gives the deployment the MLflow ConfigMap and Secret.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from dagma import MlflowStubResource
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "### A complete code location"
-DEPLOY_SECTION = "### Your own code location"
+DEPLOY_SECTION = "## Your own code location"
+DEPLOY_DOC = "docs/kubernetes.md"
 README_SERVER = "http://127.0.0.1:5000"
 
 
-def _blocks(language: str, heading: str = SECTION) -> list[str]:
-    """The README's ``language`` code blocks under ``heading``, in order, dedented."""
-    text = (ROOT / "README.md").read_text()
+def _blocks(language: str, heading: str = SECTION, doc: str = "README.md") -> list[str]:
+    """The ``language`` code blocks under ``heading`` in ``doc``, in order, dedented."""
+    text = (ROOT / doc).read_text()
     after = text[text.index(heading) + len(heading) :]
     section = re.split(r"\n#{2,3} ", after, maxsplit=1)[0]  # up to the next heading
     fence = rf"^[ ]*```{language}\n(.*?)^[ ]*```"
@@ -121,7 +122,7 @@ def test_readme_example_records_the_run_in_mlflow(project: Path, mlflow_server: 
 
 @pytest.fixture
 def own_location_values(tmp_path: Path) -> Path:
-    [values] = _blocks("yaml", DEPLOY_SECTION)
+    [values] = _blocks("yaml", DEPLOY_SECTION, DEPLOY_DOC)
     path = tmp_path / "my-code.yaml"
     path.write_text(values)
     return path
