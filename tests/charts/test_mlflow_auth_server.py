@@ -12,18 +12,15 @@ import json
 import secrets
 import sqlite3
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-from support import container_spec, mlflow_pods
-from support.helm import Rendered, render
-
 from dagma.devserver import free_port
+from support import container_spec, mlflow_servers
+from support.helm import Rendered, render
 
 ADMIN_SECRET = "mlflow-admin"
 USERNAME = "dagma-admin"
@@ -33,7 +30,7 @@ CREDENTIALS = {ADMIN_SECRET: {"username": USERNAME, "password": PASSWORD}}
 
 @pytest.fixture(scope="module", autouse=True)
 def _basic_auth_installed() -> None:
-    mlflow_pods.require_basic_auth()
+    mlflow_servers.require_basic_auth()
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +47,11 @@ def rendered() -> Rendered:
 @pytest.fixture(scope="module")
 def pod(
     rendered: Rendered, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[mlflow_pods.ServerPod]:
-    started = mlflow_pods.start(
+) -> Iterator[mlflow_servers.ServerPod]:
+    with mlflow_servers.serving(
         rendered, tmp_path_factory.mktemp("mlflow-auth-release"), secrets=CREDENTIALS
-    )
-    print(f"startup figures: {started.timings}")  # shown with -s
-    yield started
-    started.stop()
+    ) as started:
+        yield started
 
 
 def _status(url: str, username: str | None = None, password: str | None = None) -> int:
@@ -64,23 +59,18 @@ def _status(url: str, username: str | None = None, password: str | None = None) 
     if username is not None:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with mlflow_pods.DIRECT.open(request, timeout=30) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return mlflow_servers.http_status(url, headers)
 
 
-def _search(pod: mlflow_pods.ServerPod) -> str:
+def _search(pod: mlflow_servers.ServerPod) -> str:
     return f"{pod.url}/api/2.0/mlflow/experiments/search?max_results=1"
 
 
 def test_helm_test_pod_logs_an_artifact_with_the_admin_secrets_credentials(
-    pod: mlflow_pods.ServerPod, rendered: Rendered, tmp_path: Path
+    pod: mlflow_servers.ServerPod, rendered: Rendered, tmp_path: Path
 ):
     test_pod = rendered.tests[0]
-    local = mlflow_pods.localizer(rendered, tmp_path, pod.volume, CREDENTIALS)(
+    local = mlflow_servers.localizer(rendered, tmp_path, pod.volume, CREDENTIALS)(
         test_pod, test_pod["spec"]["containers"][0]["name"]
     )
     assert local.env["MLFLOW_TRACKING_USERNAME"] == USERNAME
@@ -90,7 +80,7 @@ def test_helm_test_pod_logs_an_artifact_with_the_admin_secrets_credentials(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_admin_from_the_secret_is_admitted(pod: mlflow_pods.ServerPod):
+def test_admin_from_the_secret_is_admitted(pod: mlflow_servers.ServerPod):
     assert _status(_search(pod), USERNAME, PASSWORD) == 200
 
 
@@ -99,22 +89,24 @@ def test_admin_from_the_secret_is_admitted(pod: mlflow_pods.ServerPod):
     [(None, None), (USERNAME, "wrong-password-123"), ("admin", PASSWORD)],
     ids=["anonymous", "wrong-password", "wrong-user"],
 )
-def test_others_are_refused(pod: mlflow_pods.ServerPod, username: str | None, password: str | None):
+def test_others_are_refused(
+    pod: mlflow_servers.ServerPod, username: str | None, password: str | None
+):
     assert _status(_search(pod), username, password) == 401
 
 
-def test_health_stays_open_for_probes(pod: mlflow_pods.ServerPod):
+def test_health_stays_open_for_probes(pod: mlflow_servers.ServerPod):
     assert _status(f"{pod.url}/health") == 200
 
 
-def test_users_are_stored_on_the_volume(pod: mlflow_pods.ServerPod):
+def test_users_are_stored_on_the_volume(pod: mlflow_servers.ServerPod):
     with sqlite3.connect(pod.volume / "basic_auth.db") as db:
         admins = db.execute("SELECT username FROM users WHERE is_admin").fetchall()
     assert admins == [(USERNAME,)]
 
 
 def test_admin_password_appears_in_no_manifest_argv_file_or_log(
-    pod: mlflow_pods.ServerPod, rendered: Rendered
+    pod: mlflow_servers.ServerPod, rendered: Rendered
 ):
     manifests = yaml.safe_dump_all(rendered.all()) + rendered.notes
     argv = [
@@ -136,7 +128,7 @@ def test_auth_config_keeps_a_url_encoded_database_password(rendered: Rendered, t
     # With PostgreSQL the auth database URI carries a password; "%40" must survive MLflow's
     # interpolating config parser.
     uri = "postgresql://mlflow:p%40ss%25word@db.example:5432/mlflow"
-    localize = mlflow_pods.localizer(rendered, tmp_path, tmp_path / "volume", CREDENTIALS)
+    localize = mlflow_servers.localizer(rendered, tmp_path, tmp_path / "volume", CREDENTIALS)
     writer = localize(rendered.one("Deployment"), "auth-config")
     writer = replace(writer, env={**writer.env, "MLFLOW_AUTH_DATABASE_URI": uri})
     assert writer.run(timeout=60).returncode == 0

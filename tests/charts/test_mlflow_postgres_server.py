@@ -17,11 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import container_spec, mlflow_pods
+from dagma.devserver import free_port
+from support import container_spec, mlflow_servers
 from support.helm import Rendered, render
 from support.postgres import PostgresServer, start_postgres
-
-from dagma.devserver import free_port
 
 VALUES = {
     "backendStore": {"type": "postgresql", "postgresql": {"existingSecret": "mlflow-db"}},
@@ -32,7 +31,7 @@ ADMIN = {"username": "dagma-admin", "password": secrets.token_urlsafe(24)}
 
 @pytest.fixture(scope="module", autouse=True)
 def _basic_auth_installed() -> None:
-    mlflow_pods.require_basic_auth()
+    mlflow_servers.require_basic_auth()
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +63,11 @@ def pod(
     rendered: Rendered,
     credentials: dict[str, dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[mlflow_pods.ServerPod]:
-    started = mlflow_pods.start(
+) -> Iterator[mlflow_servers.ServerPod]:
+    with mlflow_servers.serving(
         rendered, tmp_path_factory.mktemp("mlflow-postgres-release"), secrets=credentials
-    )
-    print(f"startup figures: {started.timings}")  # shown with -s
-    yield started
-    started.stop()
+    ) as started:
+        yield started
 
 
 def _revision(postgres: PostgresServer, table: str) -> str:
@@ -89,7 +86,7 @@ def test_the_uri_reaches_every_container_only_by_secret_reference(rendered: Rend
 
 
 def test_migration_job_put_tracking_and_auth_schemas_in_postgresql(
-    pod: mlflow_pods.ServerPod, postgres: PostgresServer
+    pod: mlflow_servers.ServerPod, postgres: PostgresServer
 ):
     assert pod.waited_for_job
     assert _revision(postgres, "alembic_version")
@@ -97,14 +94,14 @@ def test_migration_job_put_tracking_and_auth_schemas_in_postgresql(
 
 
 def test_helm_test_pod_passes_and_its_run_is_in_postgresql(
-    pod: mlflow_pods.ServerPod,
+    pod: mlflow_servers.ServerPod,
     rendered: Rendered,
     credentials: dict[str, dict[str, str]],
     postgres: PostgresServer,
     tmp_path: Path,
 ):
     test_pod = rendered.tests[0]
-    local = mlflow_pods.localizer(rendered, tmp_path, pod.volume, credentials)(
+    local = mlflow_servers.localizer(rendered, tmp_path, pod.volume, credentials)(
         test_pod, test_pod["spec"]["containers"][0]["name"]
     )
     local = replace(local, env={**local.env, "MLFLOW_TRACKING_URI": pod.url})  # the Service
@@ -119,7 +116,7 @@ def test_helm_test_pod_passes_and_its_run_is_in_postgresql(
 
 
 def test_upgrade_migrates_again_harmlessly_and_new_pods_start_at_once(
-    pod: mlflow_pods.ServerPod,
+    pod: mlflow_servers.ServerPod,
     port: int,
     credentials: dict[str, dict[str, str]],
     postgres: PostgresServer,
@@ -129,17 +126,19 @@ def test_upgrade_migrates_again_harmlessly_and_new_pods_start_at_once(
     upgrade = render("mlflow", {**VALUES, "server": {"port": port}}, revision=2)
     job = upgrade.one("Job")
     assert job["metadata"]["name"].endswith("-migrate-2")
-    localize = mlflow_pods.localizer(upgrade, tmp_path, pod.volume, credentials)
+    localize = mlflow_servers.localizer(upgrade, tmp_path, pod.volume, credentials)
     for step in container_spec.containers(job):
         result = localize(job, step["name"]).run(timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
     assert _revision(postgres, "alembic_version") == before
-    assert mlflow_pods.is_healthy(pod.url), "the running server suffered from the second migration"
+    assert mlflow_servers.is_healthy(pod.url), (
+        "the running server suffered from the second migration"
+    )
 
     started = time.monotonic()
     wait = localize(upgrade.one("Deployment"), "wait-for-schema").run(timeout=120)
     assert wait.returncode == 0, wait.stdout + wait.stderr
-    assert mlflow_pods.WAITING_MARKER not in wait.stdout
+    assert mlflow_servers.WAITING_MARKER not in wait.stdout
     print(f"schema check on a current database: {time.monotonic() - started:.1f} s")
 
 
@@ -152,7 +151,7 @@ def test_a_uri_for_a_driver_the_image_lacks_fails_at_once_with_the_fix(
         "mlflow-db": {"uri": "postgresql://mlflow:pw@127.0.0.1:9/mlflow"},
         "mlflow-admin": ADMIN,
     }
-    localize = mlflow_pods.localizer(rendered, tmp_path, tmp_path / "volume", bare)
+    localize = mlflow_servers.localizer(rendered, tmp_path, tmp_path / "volume", bare)
     result = localize(rendered.one("Deployment"), "wait-for-schema").run(timeout=120)
     assert result.returncode == 2
     assert "postgresql+psycopg2://" in result.stderr
@@ -168,13 +167,13 @@ def _password(credentials: dict[str, dict[str, str]]) -> str:
 
 
 def test_the_database_password_is_in_no_command_line_and_no_log(
-    pod: mlflow_pods.ServerPod,
+    pod: mlflow_servers.ServerPod,
     rendered: Rendered,
     credentials: dict[str, dict[str, str]],
     tmp_path: Path,
 ):
     password = _password(credentials)
-    localize = mlflow_pods.localizer(rendered, tmp_path, pod.volume, credentials)
+    localize = mlflow_servers.localizer(rendered, tmp_path, pod.volume, credentials)
     outputs = {"server log": pod.log()}
     for doc in (rendered.one("Job"), rendered.one("Deployment"), *rendered.tests):
         for spec in container_spec.containers(doc):

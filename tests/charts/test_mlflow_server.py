@@ -2,7 +2,7 @@
 
 One release per module (the server takes 15-60 s to start on a small machine): the chart is
 rendered with default values (plus a free port), the migration Job, the init containers and
-the server run as local processes from the manifests (support.mlflow_pods), then the
+the server run as local processes from the manifests (support.mlflow_servers), then the
 ``helm test`` Pod's command and a separate client process talk to the server.
 """
 
@@ -14,17 +14,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import mlflow_pods
-from support.helm import Rendered, render
-
 from dagma.devserver import free_port
+from support import mlflow_servers
+from support.helm import Rendered, render
 
 CLIENT_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -61,11 +58,9 @@ def rendered() -> Rendered:
 @pytest.fixture(scope="module")
 def pod(
     rendered: Rendered, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[mlflow_pods.ServerPod]:
-    started = mlflow_pods.start(rendered, tmp_path_factory.mktemp("mlflow-release"))
-    print(f"startup figures: {started.timings}")  # shown with -s
-    yield started
-    started.stop()
+) -> Iterator[mlflow_servers.ServerPod]:
+    with mlflow_servers.serving(rendered, tmp_path_factory.mktemp("mlflow-release")) as started:
+        yield started
 
 
 def _arg(argv: list[str], flag: str) -> str:
@@ -73,19 +68,14 @@ def _arg(argv: list[str], flag: str) -> str:
 
 
 def _get(url: str, host: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})
-    try:
-        with mlflow_pods.DIRECT.open(request, timeout=30) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return mlflow_servers.http_status(url, {"Host": host} if host else None)
 
 
-def _artifacts_destination(pod: mlflow_pods.ServerPod) -> Path:
+def _artifacts_destination(pod: mlflow_servers.ServerPod) -> Path:
     return Path(_arg(pod.server.argv, "--artifacts-destination"))
 
 
-def test_servers_wait_for_the_migration_job_instead_of_migrating(pod: mlflow_pods.ServerPod):
+def test_servers_wait_for_the_migration_job_instead_of_migrating(pod: mlflow_servers.ServerPod):
     assert pod.waited_for_job, "wait-for-schema ended before the migration Job had run"
     assert (pod.volume / "mlflow.db").is_file()
     assert "Creating initial MLflow database tables" not in pod.log(), (
@@ -94,10 +84,10 @@ def test_servers_wait_for_the_migration_job_instead_of_migrating(pod: mlflow_pod
 
 
 def test_helm_test_pod_logs_a_run_and_reads_its_artifact_back(
-    pod: mlflow_pods.ServerPod, rendered: Rendered, tmp_path: Path
+    pod: mlflow_servers.ServerPod, rendered: Rendered, tmp_path: Path
 ):
     test_pod = rendered.tests[0]
-    local = mlflow_pods.localizer(rendered, tmp_path, pod.volume, {})(
+    local = mlflow_servers.localizer(rendered, tmp_path, pod.volume, {})(
         test_pod, test_pod["spec"]["containers"][0]["name"]
     )
     # The one change: the Service URL (http://mlflow:5000) is this local server.
@@ -116,7 +106,7 @@ def test_helm_test_pod_logs_a_run_and_reads_its_artifact_back(
 
 
 def test_artifact_from_another_process_and_directory_lands_on_the_volume_and_downloads(
-    pod: mlflow_pods.ServerPod, tmp_path: Path
+    pod: mlflow_servers.ServerPod, tmp_path: Path
 ):
     client_dir = tmp_path / "elsewhere"
     client_dir.mkdir()
@@ -142,19 +132,21 @@ def test_artifact_from_another_process_and_directory_lands_on_the_volume_and_dow
 
     relative = logged["artifact_uri"].removeprefix("mlflow-artifacts:/")
     download = f"{pod.url}/api/2.0/mlflow-artifacts/artifacts/{relative}/model/model.bin"
-    with mlflow_pods.DIRECT.open(download, timeout=30) as response:
+    with mlflow_servers.DIRECT.open(download, timeout=30) as response:
         assert response.read() == payload
 
 
-def test_server_hands_out_proxied_artifact_locations_only(pod: mlflow_pods.ServerPod):
-    with mlflow_pods.DIRECT.open(
+def test_server_hands_out_proxied_artifact_locations_only(pod: mlflow_servers.ServerPod):
+    with mlflow_servers.DIRECT.open(
         f"{pod.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default", timeout=30
     ) as response:
         location = json.load(response)["experiment"]["artifact_location"]
     assert location.startswith("mlflow-artifacts:"), location
 
 
-def test_every_generated_allowed_host_is_accepted(pod: mlflow_pods.ServerPod, rendered: Rendered):
+def test_every_generated_allowed_host_is_accepted(
+    pod: mlflow_servers.ServerPod, rendered: Rendered
+):
     hosts = _arg(pod.server.argv, "--allowed-hosts").split(",")
     service_port = rendered.one("Service")["spec"]["ports"][0]["port"]
     api = f"{pod.url}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -172,24 +164,24 @@ def test_every_generated_allowed_host_is_accepted(pod: mlflow_pods.ServerPod, re
     ["attacker.example.com", "mlflow.other-namespace", "10.1.2.3:5000", "192.168.1.5"],
     ids=["foreign-name", "other-namespace", "private-ip", "private-ip-bare"],
 )
-def test_hosts_outside_the_list_are_refused(pod: mlflow_pods.ServerPod, host: str):
+def test_hosts_outside_the_list_are_refused(pod: mlflow_servers.ServerPod, host: str):
     # The private IPs prove MLflow's defaults were replaced, not extended.
     api = f"{pod.url}/api/2.0/mlflow/experiments/search?max_results=1"
     assert _get(api, host) == 403
 
 
-def test_health_answers_any_host_so_kubelet_probes_pass(pod: mlflow_pods.ServerPod):
+def test_health_answers_any_host_so_kubelet_probes_pass(pod: mlflow_servers.ServerPod):
     assert _get(f"{pod.url}/health", "10.244.0.17:5000") == 200
 
 
-def test_server_writes_only_to_its_volume_and_temp_dirs(pod: mlflow_pods.ServerPod):
+def test_server_writes_only_to_its_volume_and_temp_dirs(pod: mlflow_servers.ServerPod):
     writable = set(pod.server.mounts.values())
     assert pod.server.cwd not in writable
     assert list(pod.server.cwd.iterdir()) == [], "the server wrote into its working directory"
 
 
 def test_default_workers_fit_the_default_memory_limit(
-    pod: mlflow_pods.ServerPod, rendered: Rendered
+    pod: mlflow_servers.ServerPod, rendered: Rendered
 ):
     if not Path("/proc/self/smaps_rollup").exists():
         pytest.skip("needs Linux /proc to measure memory")
@@ -209,7 +201,7 @@ def _quantity_bytes(quantity: str) -> int:
 
 
 def test_a_schema_newer_than_the_image_stops_the_wait_at_once(
-    pod: mlflow_pods.ServerPod, rendered: Rendered, tmp_path: Path
+    pod: mlflow_servers.ServerPod, rendered: Rendered, tmp_path: Path
 ):
     # A downgraded image would wait forever for a schema it cannot have: it must say so.
     volume = tmp_path / "volume"
@@ -217,7 +209,7 @@ def test_a_schema_newer_than_the_image_stops_the_wait_at_once(
     shutil.copy(pod.volume / "mlflow.db", volume / "mlflow.db")
     with sqlite3.connect(volume / "mlflow.db") as db:
         db.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
-    localize = mlflow_pods.localizer(rendered, tmp_path, volume, {})
+    localize = mlflow_servers.localizer(rendered, tmp_path, volume, {})
     result = localize(rendered.one("Deployment"), "wait-for-schema").run(timeout=120)
     assert result.returncode == 3
     assert "f00dfacef00d, newer than this MLflow knows" in result.stderr

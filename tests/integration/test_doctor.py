@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dagma import devserver
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
-from support import mlflow_variants
-from support.mlflow_pods import require_basic_auth
+from support import mlflow_servers
+from support.mlflow_servers import require_basic_auth
 from support.silent_server import silent_server
-
-from dagma import devserver
 
 DAGMA = Path(sys.executable).parent / "dagma"
 BOUND_SECONDS = 15.0  # the issue's bound on the whole command
@@ -63,24 +62,24 @@ def variant_servers(
     artifacts, one with basic auth."""
     require_basic_auth()
     port = devserver.free_port()
-    restricted = mlflow_variants.launch(
+    restricted = mlflow_servers.launch(
         tmp_path_factory.mktemp("restricted"),
         ["--allowed-hosts", f"localhost:{port}"],
         proxy=False,
         port=port,
     )
-    auth = mlflow_variants.launch(
+    auth = mlflow_servers.launch(
         tmp_path_factory.mktemp("basic-auth"),
         ["--app-name", "basic-auth"],
         env={
-            "MLFLOW_AUTH_ADMIN_USERNAME": mlflow_variants.ADMIN,
+            "MLFLOW_AUTH_ADMIN_USERNAME": mlflow_servers.ADMIN,
             "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
         },
     )
     servers = {"restricted": restricted, "auth": auth}
     try:
-        mlflow_variants.wait_healthy(*servers.values())
+        mlflow_servers.wait_healthy(*servers.values())
         yield servers
     finally:
         for server in servers.values():
@@ -207,7 +206,7 @@ def test_auth_without_credentials_says_what_to_set(variant_servers) -> None:
 
 def test_auth_with_wrong_password_is_refused_without_printing_it(variant_servers) -> None:
     wrong = f"wrong-{uuid.uuid4().hex}"
-    login = {"MLFLOW_TRACKING_USERNAME": mlflow_variants.ADMIN, "MLFLOW_TRACKING_PASSWORD": wrong}
+    login = {"MLFLOW_TRACKING_USERNAME": mlflow_servers.ADMIN, "MLFLOW_TRACKING_PASSWORD": wrong}
     result = doctor(**tracking(variant_servers["auth"].url, **login))
     assert result.returncode == 1
     assert "refused the login" in line(result, "credentials")
@@ -216,7 +215,7 @@ def test_auth_with_wrong_password_is_refused_without_printing_it(variant_servers
 
 def test_auth_with_credentials_passes_and_never_prints_the_password(variant_servers) -> None:
     login = {
-        "MLFLOW_TRACKING_USERNAME": mlflow_variants.ADMIN,
+        "MLFLOW_TRACKING_USERNAME": mlflow_servers.ADMIN,
         "MLFLOW_TRACKING_PASSWORD": PASSWORD,
     }
     result = doctor("--write-test", **tracking(variant_servers["auth"].url, **login))

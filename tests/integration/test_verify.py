@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from support.dagster_dev import dagster_dev, write_workspace
-from support.dagster_local import command_env, init_instance
-
 from dagma.devserver import free_port
+from mlflow import MlflowClient
+from support.dagster_local import command_env, dagster_dev, init_instance, write_workspace
 
 DAGMA = Path(sys.executable).parent / "dagma"
 LOCATIONS = Path(__file__).resolve().parents[1] / "support" / "verify_locations"

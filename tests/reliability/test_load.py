@@ -1,6 +1,6 @@
 """Load on one MLflow server as the chart runs it: materializations at once, in a row, raising.
 
-One release per module (charts/mlflow defaults, a free port; support.mlflow_pods). Every run
+One release per module (charts/mlflow defaults, a free port; support.mlflow_servers). Every run
 logs data of its own (its index as a param, a metric and an artifact's content), so reading
 back proves each run is complete and holds only its own data. The server's access log gives
 its error count; the time per materialization is printed as information, never asserted.
@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
-from mlflow import MlflowClient
-from support import mlflow_pods, soak
-from support.helm import render
-
 from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
 from dagma.devserver import free_port
+from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
+from mlflow import MlflowClient
+from support import mlflow_servers, soak
+from support.helm import render
 
 AT_ONCE = soak.count(8, 32)  # separate processes
 SEQUENTIAL = soak.count(50, 500)
@@ -64,11 +63,10 @@ def raising_training(context: AssetExecutionContext, config: Index, tracking: Ml
 
 
 @pytest.fixture(scope="module")
-def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.ServerPod]:
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_servers.ServerPod]:
     rendered = render("mlflow", {"server": {"port": free_port()}})
-    started = mlflow_pods.start(rendered, tmp_path_factory.mktemp("mlflow-load"))
-    yield started
-    started.stop()
+    with mlflow_servers.serving(rendered, tmp_path_factory.mktemp("mlflow-load")) as started:
+        yield started
 
 
 def _statuses(log: str) -> list[int]:
@@ -90,7 +88,7 @@ class Served(NamedTuple):
     errors: list[int]
 
 
-def _served(pod: mlflow_pods.ServerPod, experiment: str, count: int, since: int) -> Served:
+def _served(pod: mlflow_servers.ServerPod, experiment: str, count: int, since: int) -> Served:
     """The experiment's runs read back, their cross-talk, and the server's requests since."""
     client = MlflowClient(pod.url)
     runs = _runs(client, experiment)
@@ -123,7 +121,7 @@ def _figures(durations: list[float]) -> str:
 
 
 def test_materializations_in_separate_processes_at_once_are_complete_and_distinct(
-    pod: mlflow_pods.ServerPod, tmp_path: Path
+    pod: mlflow_servers.ServerPod, tmp_path: Path
 ) -> None:
     experiment = f"at-once-{uuid.uuid4().hex[:8]}"
     env = {
@@ -175,7 +173,7 @@ def test_materializations_in_separate_processes_at_once_are_complete_and_distinc
 
 
 def test_materializations_in_a_row_are_complete_and_distinct(
-    pod: mlflow_pods.ServerPod,
+    pod: mlflow_servers.ServerPod,
 ) -> None:
     experiment = f"sequential-{uuid.uuid4().hex[:8]}"
     tracking = MlflowTrackingResource(tracking_uri=pod.url, experiment=experiment)
@@ -204,7 +202,7 @@ def test_materializations_in_a_row_are_complete_and_distinct(
 
 
 def test_raising_assets_leave_as_many_failed_runs_and_none_running(
-    pod: mlflow_pods.ServerPod,
+    pod: mlflow_servers.ServerPod,
 ) -> None:
     experiment = f"raising-{uuid.uuid4().hex[:8]}"
     tracking = MlflowTrackingResource(tracking_uri=pod.url, experiment=experiment)

@@ -1,6 +1,6 @@
 """A real materialization and `dagma doctor` with a basic-auth login: the password shows nowhere.
 
-charts/mlflow with basic auth runs as the chart runs it (support.mlflow_pods); its admin
+charts/mlflow with basic auth runs as the chart runs it (support.mlflow_servers); its admin
 password is a marker. The dagma code location materializes ``train_model_stub`` in a real
 ``dagster asset materialize`` process with that login (MLFLOW_TRACKING_USERNAME/PASSWORD, as a
 run pod gets them from the Secret), then ``dagma doctor`` checks the same settings. The marker
@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from support import mlflow_pods
-from support.helm import render
-
 from dagma.devserver import free_port
+from mlflow import MlflowClient
+from support import mlflow_servers
+from support.helm import render
 
 MARKER = f"Mk9{secrets.token_urlsafe(12)}"
 ADMIN = {"username": "dagma-admin", "password": MARKER}
@@ -31,22 +30,21 @@ EXPERIMENT = f"secrets-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
-def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.ServerPod]:
-    mlflow_pods.require_basic_auth()
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_servers.ServerPod]:
+    mlflow_servers.require_basic_auth()
     values = {
         "auth": {"enabled": True, "existingSecret": "mlflow-admin"},
         "server": {"port": free_port()},
     }
-    started = mlflow_pods.start(
+    with mlflow_servers.serving(
         render("mlflow", values),
         tmp_path_factory.mktemp("mlflow-secrets"),
         secrets={"mlflow-admin": ADMIN},
-    )
-    yield started
-    started.stop()
+    ) as started:
+        yield started
 
 
-def _env(pod: mlflow_pods.ServerPod, home: Path) -> dict[str, str]:
+def _env(pod: mlflow_servers.ServerPod, home: Path) -> dict[str, str]:
     return {
         **os.environ,
         "MLFLOW_USE_TRACKING": "true",
@@ -69,7 +67,7 @@ def _files_with_marker(root: Path) -> list[str]:
 
 
 def test_the_password_appears_in_no_output_no_dagster_file_and_no_run_data(
-    pod: mlflow_pods.ServerPod, tmp_path: Path
+    pod: mlflow_servers.ServerPod, tmp_path: Path
 ) -> None:
     home = tmp_path / "dagster-home"
     home.mkdir()

@@ -2,7 +2,7 @@
 
 One release per module: charts/mlflow rendered with its defaults (SQLite and artifacts on the
 volume; a free port), its migration Job and server run as local processes from the manifests
-(support.mlflow_pods). Materializations are real ``dagster asset materialize`` processes of the
+(support.mlflow_servers). Materializations are real ``dagster asset materialize`` processes of the
 dagma code location, as a run pod would start them with the MLflow client settings charts/dagma
 gives run pods, or as `make demo`/`dagster dev` start them with no MLFLOW_HTTP_* at all (dagma's
 own bounded defaults). The server is killed with SIGKILL (no shutdown of any kind) and started
@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
-from support import container_spec, mlflow_pods, soak
-from support.helm import render
-from support.umbrella import render_umbrella
-
 from dagma.defs.models.abandoned_runs import END_REASON_TAG
 from dagma.devserver import free_port
 from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, load_settings
+from mlflow import MlflowClient
+from support import container_spec, mlflow_servers, soak
+from support.helm import render
+from support.umbrella import render_umbrella
 
 LOCATIONS = Path(__file__).parent / "locations"
 EXPERIMENT = f"faults-{uuid.uuid4().hex[:8]}"
@@ -49,14 +48,13 @@ CLIENT_ENV = {
 
 
 @pytest.fixture(scope="module")
-def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_pods.ServerPod]:
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mlflow_servers.ServerPod]:
     rendered = render("mlflow", {"server": {"port": free_port()}})
-    started = mlflow_pods.start(rendered, tmp_path_factory.mktemp("mlflow-faults"))
-    yield started
-    started.stop()
+    with mlflow_servers.serving(rendered, tmp_path_factory.mktemp("mlflow-faults")) as started:
+        yield started
 
 
-def _client(pod: mlflow_pods.ServerPod, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+def _client(pod: mlflow_servers.ServerPod, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     for key, value in CLIENT_ENV.items():  # MLflow's client reads them at each request
         monkeypatch.setenv(key, value)
     return MlflowClient(pod.url)
@@ -82,7 +80,7 @@ def _run_pod_http_settings() -> dict[str, str]:
     return {key: value for key, value in data.items() if key.startswith("MLFLOW_HTTP_REQUEST_")}
 
 
-def _env(pod: mlflow_pods.ServerPod, home: Path, chart_http: bool = True) -> dict[str, str]:
+def _env(pod: mlflow_servers.ServerPod, home: Path, chart_http: bool = True) -> dict[str, str]:
     """A materialization's environment: a run pod's, or with no MLFLOW_HTTP_* (``chart_http``)."""
     home.mkdir(parents=True, exist_ok=True)
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
@@ -98,7 +96,7 @@ def _env(pod: mlflow_pods.ServerPod, home: Path, chart_http: bool = True) -> dic
     }
 
 
-def _materialize(pod: mlflow_pods.ServerPod, home: Path) -> None:
+def _materialize(pod: mlflow_servers.ServerPod, home: Path) -> None:
     command = _materialize_command("dagma.definitions", "train_model_stub")
     result = subprocess.run(
         command, env=_env(pod, home), capture_output=True, text=True, timeout=600
@@ -136,7 +134,7 @@ def _counts(runs: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def kill_server(pod: mlflow_pods.ServerPod) -> None:
+def kill_server(pod: mlflow_servers.ServerPod) -> None:
     """SIGKILL the server and every worker: no shutdown, no flush, like a node losing power."""
     for pid in container_spec.process_tree(pod.process.pid):
         with suppress(ProcessLookupError):
@@ -144,19 +142,19 @@ def kill_server(pod: mlflow_pods.ServerPod) -> None:
     pod.process.wait(timeout=30)
 
 
-def restart_server(pod: mlflow_pods.ServerPod) -> None:
+def restart_server(pod: mlflow_servers.ServerPod) -> None:
     """The kubelet's restart: the same container spec, the same volume."""
     with pod.log_path.open("a") as log:
         pod.process = pod.server.popen(log)
     deadline = time.monotonic() + 300
-    while not mlflow_pods.is_healthy(pod.url):
+    while not mlflow_servers.is_healthy(pod.url):
         assert pod.process.poll() is None, f"restart failed:\n{pod.log()[-3000:]}"
         assert time.monotonic() < deadline, "the restarted server never became healthy"
         time.sleep(0.5)
 
 
 def test_sigkills_between_materializations_lose_nothing(
-    pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pod: mlflow_servers.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = _client(pod, monkeypatch)
     lost_in_all = dict.fromkeys(("runs", "params", "metrics", "artifacts"), 0)
@@ -192,7 +190,7 @@ def test_dagmas_own_http_bounds_are_the_charts() -> None:
 
 
 def test_a_sigkill_inside_a_materialization_fails_it_and_the_next_one_ends_its_run_failed(
-    pod: mlflow_pods.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pod: mlflow_servers.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = _client(pod, monkeypatch)
     before = snapshot(client)

@@ -1,10 +1,12 @@
-"""A local Dagster for the tests: a temporary instance, the CLI's materialize, the webserver.
+"""A local Dagster for the tests: an instance, the CLI's materialize, the webserver, dagster dev.
 
-Everything runs as the user would run it — the ``dagster`` and
-``dagster-webserver`` commands of the project's environment, loading the code
-location ``dagma.definitions`` — on 127.0.0.1 only. The instance turns
-Dagster's telemetry and the UI's "join the community" dialog off: the tests
-send nothing beyond loopback, and the dialog would cover the page.
+Everything runs as the user would run it — the ``dagster``, ``dagster-webserver`` and
+``dagster dev`` commands of the project's environment — on 127.0.0.1 only; a server is
+ready once every code location of its workspace has loaded (asked of its GraphQL API), and
+is stopped with its whole process group (``dagster dev`` starts the webserver, the daemon
+and a code server per location). The instance turns Dagster's telemetry and the UI's "join
+the community" dialog off: the tests send nothing beyond loopback, and the dialog would
+cover the page.
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from dagster import DagsterInstance
+
+from dagma.devserver import free_port, stop_process_group
 
 BIN = Path(sys.executable).parent
 CODE_LOCATION_MODULE = "dagma.definitions"
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+LOADED, LOADING = "LOADED", "LOADING"
 
-# Asks the webserver whether its code location has loaded (or why it has not).
-_LOCATION_QUERY = """
+# Each code location of the webserver's workspace: whether it has loaded, or why it has not.
+_LOCATIONS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
@@ -50,6 +56,19 @@ def command_env(dagster_home: Path, **variables: str) -> dict[str, str]:
     }
     # DO_NOT_TRACK switches off MLflow's client telemetry too.
     return {**inherited, "DO_NOT_TRACK": "true", "DAGSTER_HOME": str(dagster_home), **variables}
+
+
+def write_workspace(path: Path, modules: Mapping[str, str], files: Mapping[str, Path]) -> Path:
+    """A workspace.yaml loading ``modules`` and ``files`` under the given location names."""
+    load_from = [
+        {"python_module": {"module_name": module, "location_name": name}}
+        for name, module in modules.items()
+    ] + [
+        {"python_file": {"relative_path": str(file), "location_name": name}}
+        for name, file in files.items()
+    ]
+    path.write_text(yaml.safe_dump({"load_from": load_from}))
+    return path
 
 
 def materialize(selection: str, env: Mapping[str, str], timeout: float = 300) -> str:
@@ -89,77 +108,96 @@ class DagsterWebserver:
     log_path: Path
 
 
-@contextmanager
-def run_webserver(
-    port: int, env: Mapping[str, str], timeout: float = 180
-) -> Iterator[DagsterWebserver]:
-    """Start ``dagster-webserver`` on 127.0.0.1:``port``; stop it (by its pid) on exit.
-
-    Yields once the code location has loaded. Raises ``RuntimeError`` with the
-    webserver's log when it exits, the location fails to load, or ``timeout`` passes.
-    """
-    home = Path(env["DAGSTER_HOME"])
-    url = f"http://127.0.0.1:{port}"
-    log_path = home / "dagster-webserver.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-             "-m", CODE_LOCATION_MODULE],
-            cwd=home, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _wait_until_loaded(url, process, log_path, timeout)
-        yield DagsterWebserver(url=url, log_path=log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-
-
-def _wait_until_loaded(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            last = f"dagster-webserver exited with code {process.returncode}"
-            break
-        last = _location_status(url)
-        if last == "LOADED":
-            return
-        if last.startswith("load error"):
-            break
-        time.sleep(0.5)
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(
-        f"Dagster webserver at {url} did not load {CODE_LOCATION_MODULE} "
-        f"within {timeout:.0f} s ({last}); log {log_path}:\n{tail}"
-    )
-
-
-def _location_status(url: str) -> str:
-    """``LOADED``, ``load error: …``, or what is still missing."""
+def location_statuses(url: str) -> dict[str, str]:
+    """Each code location of the webserver at ``url``: ``LOADED``, ``LOADING`` or
+    ``load error: <message>``; empty while its GraphQL API does not answer."""
     request = urllib.request.Request(
         f"{url}/graphql",
-        data=json.dumps({"query": _LOCATION_QUERY}).encode(),
+        data=json.dumps({"query": _LOCATIONS_QUERY}).encode(),
         headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            workspace = json.load(response)["data"]["workspaceOrError"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-        return f"GraphQL not answering: {exc}"
-    entries = workspace.get("locationEntries") or []
-    if not entries:
-        return f"no code location yet ({workspace.get('__typename')})"
-    [entry] = entries
-    location = entry.get("locationOrLoadError") or {}
-    if location.get("__typename") == "PythonError":
-        return f"load error: {location.get('message', '').strip()}"
-    if entry["loadStatus"] == "LOADED" and location.get("__typename") == "RepositoryLocation":
-        return "LOADED"
-    return f"location {entry['name']} is {entry['loadStatus']}"
+            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return {}
+    statuses = {}
+    for entry in entries:
+        location = entry.get("locationOrLoadError") or {}
+        if location.get("__typename") == "PythonError":
+            statuses[entry["name"]] = f"load error: {location.get('message', '').strip()}"
+        else:
+            statuses[entry["name"]] = entry["loadStatus"]
+    return statuses
+
+
+@contextmanager
+def _serving(
+    name: str, command: list[str], env: Mapping[str, str], url: str, expected: int,
+    timeout: float, *, load_errors_fail: bool,
+) -> Iterator[Path]:  # fmt: skip
+    """Run ``command``, a Dagster server at ``url``, in DAGSTER_HOME; yield its log's path
+    once its ``expected`` code locations finished loading. Raises ``RuntimeError`` with the
+    log's tail when it exits, ``timeout`` passes, or (``load_errors_fail``) a load fails."""
+    home = Path(env["DAGSTER_HOME"])
+    log_path = home / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, cwd=home, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = location_statuses(url)
+            if load_errors_fail and any(s.startswith("load error") for s in statuses.values()):
+                failed = "a code location failed to load"
+            elif len(statuses) == expected and LOADING not in statuses.values():
+                break
+            elif process.poll() is not None:
+                failed = f"it exited with code {process.returncode}"
+            elif time.monotonic() > deadline:
+                failed = f"its {expected} code location(s) did not load within {timeout:.0f} s"
+            else:
+                time.sleep(0.5)
+                continue
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} at {url}: {failed} {statuses}; log {log_path}:\n{tail}")
+        yield log_path
+    finally:
+        # SIGTERM to the group, as Ctrl-C would; what is left after the grace is killed.
+        stop_process_group(process.pid, grace=60, child=process)
+
+
+@contextmanager
+def run_webserver(
+    port: int, env: Mapping[str, str], timeout: float = 180
+) -> Iterator[DagsterWebserver]:
+    """``dagster-webserver`` serving ``dagma.definitions`` on 127.0.0.1:``port``.
+
+    Yields once the code location has loaded; raises ``RuntimeError`` with the webserver's
+    log when it exits, the location fails to load, or ``timeout`` passes.
+    """
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+               "-m", CODE_LOCATION_MODULE]  # fmt: skip
+    with _serving("dagster-webserver", command, env, url, 1, timeout,
+                  load_errors_fail=True) as log_path:  # fmt: skip
+        yield DagsterWebserver(url=url, log_path=log_path)
+
+
+@contextmanager
+def dagster_dev(
+    workspace: Path, env: Mapping[str, str], expected: int, timeout: float = 300
+) -> Iterator[str]:
+    """``dagster dev`` (webserver and daemon) on a free port, as ``make dev`` runs it.
+
+    Yields its URL once all ``expected`` locations of ``workspace`` finished loading,
+    those that fail to load included (a test may want one that does).
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1",
+               "-p", str(port)]  # fmt: skip
+    with _serving("dagster-dev", command, env, url, expected, timeout, load_errors_fail=False):
+        yield url

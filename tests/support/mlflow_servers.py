@@ -1,24 +1,34 @@
-"""Bring up the MLflow chart's pods as local processes, exactly as the manifests say.
+"""The MLflow servers the tests run as local processes: the chart's pods, and variants.
 
-The order is the cluster's: the server pod's ``wait-for-schema`` init container starts
+:func:`start` (and :func:`serving`) bring up charts/mlflow's pods exactly as the manifests
+say, in the cluster's order: the server pod's ``wait-for-schema`` init container starts
 first and must keep waiting, the migration Job's containers run to completion, the init
 containers then finish, and the server container starts. Every command, argument and
 environment variable comes from the rendered manifests (:mod:`support.container_spec`);
 the only liberties are the volume, which becomes a temporary directory, and the bind
 address, ``0.0.0.0`` → ``127.0.0.1`` (tests talk to 127.0.0.1 only).
+
+:func:`launch` starts the development server (:func:`dagma.devserver.server_command`)
+with one thing changed — a restrictive ``--allowed-hosts``, no artifact proxying, or
+basic auth — for ``dagma doctor``'s tests; several start side by side (each takes
+seconds to come up) and :func:`wait_healthy` waits for them all.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dagma import devserver
 from support import container_spec
 from support.container_spec import Data, LocalContainer
 from support.helm import Rendered
@@ -28,6 +38,10 @@ WAITING_MARKER = "waiting for the migration Job"
 # urllib without proxies: the servers are on 127.0.0.1, whatever proxy the environment sets.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 BIND_LOCALLY = {"0.0.0.0": "127.0.0.1"}
+ADMIN = "dagma-admin"  # the basic-auth admin of the variants
+# No telemetry; no GenAI job runner, whose ~7 worker processes import MLflow right after
+# /health answers and would slow every command timed against the server.
+QUIET = {"DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass
@@ -51,6 +65,16 @@ class ServerPod:
     def memory_bytes(self) -> int:
         """Proportional set size of the server's processes (the workers share pages)."""
         return tree_pss_bytes(self.process.pid)
+
+
+def http_status(url: str, headers: Mapping[str, str] | None = None) -> int:
+    """The HTTP status of a GET of ``url`` (no proxy), error statuses included."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with DIRECT.open(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def is_healthy(url: str) -> bool:
@@ -201,3 +225,63 @@ def start(
         raise
     timings["server_start_s"] = time.monotonic() - started
     return pod
+
+
+@contextmanager
+def serving(
+    rendered: Rendered,
+    tmp: Path,
+    *,
+    secrets: Data = container_spec.EMPTY,
+    host_env: Mapping[str, str] | None = None,
+) -> Iterator[ServerPod]:
+    """:func:`start`, then stop the server when the block ends; prints the startup figures."""
+    pod = start(rendered, tmp, secrets=secrets, host_env=host_env)
+    print(f"startup figures: {pod.timings}")  # shown with -s
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+def without_proxying(command: list[str], artifact_root: Path) -> list[str]:
+    """``command`` with artifacts written by clients to ``artifact_root`` instead of proxied."""
+    at = command.index("--artifacts-destination")
+    command = command[:at] + command[at + 2 :]
+    command.remove("--serve-artifacts")
+    return [*command, "--no-serve-artifacts", "--default-artifact-root", str(artifact_root)]
+
+
+def launch(
+    data_dir: Path,
+    extra: list[str],
+    env: Mapping[str, str] | None = None,
+    proxy: bool = True,
+    port: int | None = None,
+) -> devserver.LocalMlflowServer:
+    """Start the development server (SQLite in ``data_dir``) with ``extra`` flags; no wait."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or devserver.free_port()
+    command = devserver.server_command(data_dir, port)
+    if not proxy:
+        command = without_proxying(command, data_dir / "server-disk-artifacts")
+    with (data_dir / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*command, *extra], stdout=log, stderr=subprocess.STDOUT, cwd=data_dir,
+            env={**os.environ, **QUIET, **(env or {})},
+        )  # fmt: skip
+    return devserver.LocalMlflowServer(f"http://127.0.0.1:{port}", data_dir, process)
+
+
+def wait_healthy(*servers: devserver.LocalMlflowServer, timeout: float = 180) -> None:
+    """Wait until every server answers /health; stop them all and raise with a log otherwise."""
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        while not is_healthy(server.url):
+            assert server.process is not None and server.data_dir is not None
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                for each in servers:
+                    each.stop()
+                log = (server.data_dir / "server.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"MLflow server at {server.url} did not come up:\n{log}")
+            time.sleep(0.3)
