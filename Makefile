@@ -25,14 +25,14 @@ sync: uv
 ## Local MLflow server (SQLite, proxied artifacts under .mlflow-local/), materialize train_model_stub, print the run.
 ## State goes under the directory make runs in (normally the repository).
 demo: sync
-	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --port $(MLFLOW_PORT) --store $(STORE)
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --port $(MLFLOW_PORT) --store $(STORE)
 
 demo-stop: sync
-	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --stop
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --stop
 
 ## The MLflow server plus dagster dev, for clicking around; Ctrl-C stops both.
 dev: sync
-	@$(UV) run --project $(PROJECT) --frozen python -m dagma.demo --dev \
+	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --dev \
 	  --port $(MLFLOW_PORT) --dagster-port $(DAGSTER_PORT)
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.

@@ -44,7 +44,7 @@ from benchmarks.contenders import (  # noqa: E402
     materialize_once,
 )
 from benchmarks.http_count import counting_requests  # noqa: E402
-from dagma import devserver  # noqa: E402
+from dagma.dev import local_mlflow  # noqa: E402
 
 
 def _spread(samples: list[float]) -> dict[str, float]:
@@ -124,7 +124,7 @@ def metric_loop(tracking_uri: str, points: int, repeats: int) -> dict:
 
 def unreachable_failure(limit: float) -> dict:
     """Seconds to fail against a closed port: dagma vs the MLflow client's default policy."""
-    closed = f"http://127.0.0.1:{devserver.free_port()}"
+    closed = f"http://127.0.0.1:{local_mlflow.free_port()}"
     job = build_job("dagma", closed)
     started = time.perf_counter()
     result = job.execute_in_process(run_config=QUIET, raise_on_error=False)
@@ -167,9 +167,9 @@ def run(smoke: bool, output: Path, tracking_uri: str | None = None) -> dict:
     results: dict = {"machine": machine(), "smoke": smoke}
     if tracking_uri is None:
         print("==> starting a local MLflow server for the benchmark", flush=True)
-        server = devserver.start(Path(tempfile.mkdtemp(prefix="dagma-bench-")))
+        server = local_mlflow.start(Path(tempfile.mkdtemp(prefix="dagma-bench-")))
     else:
-        server = devserver.LocalMlflowServer(url=tracking_uri, data_dir=None, process=None)
+        server = local_mlflow.LocalMlflowServer(url=tracking_uri, data_dir=None, process=None)
     try:
         from mlflow import MlflowClient
 

@@ -22,11 +22,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Definitions, JobDefinition, asset, define_asset_job
 
-from dagma.defs.models.resources import (
-    MlflowRunRecorder,
-    MlflowStubResource,
-    MlflowTrackingResource,
-)
+from dagma import MlflowRunRecorder, MlflowStubResource, MlflowTrackingResource
 
 CONTENDERS = ("nothing", "stub", "dagma", "dagster_mlflow", "raw_client")
 TRACKED = ("dagma", "dagster_mlflow", "raw_client")

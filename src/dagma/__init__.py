@@ -5,7 +5,11 @@ The public names, for your own code location::
     from dagma import MlflowRunRecorder, mlflow_resource_from_env
 
 They are loaded on first use, so ``import dagma`` itself imports neither Dagster
-nor MLflow, and never builds dagma's own example Definitions.
+nor MLflow, and never builds dagma's own example Definitions. They live in
+:mod:`dagma.tracking` (the library); the errors a run can raise are
+:class:`TrackingUsageError` and :class:`TrackingInputError` (the asset's own calls),
+:class:`SettingsError` (the environment), and :class:`MlflowServerError` with one
+subclass per way a Tracking server can be unusable.
 """
 
 from __future__ import annotations
@@ -14,27 +18,59 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dagma.defs.models.resources import (
+    from dagma.settings import SettingsError
+    from dagma.tracking import (
+        MlflowHostRefusedError,
+        MlflowLoginRefusedError,
         MlflowRunRecorder,
+        MlflowServerError,
+        MlflowServerUnreachableError,
         MlflowStubResource,
         MlflowTrackingResource,
+        NotAnMlflowServerError,
+        RunStatus,
+        StubRun,
+        TrackingInputError,
+        TrackingUsageError,
+        mlflow_resource_from_env,
     )
-    from dagma.resource_from_env import mlflow_resource_from_env
-    from dagma.settings import SettingsError
 
-# public name -> module that defines it
+# public name -> module that defines it (importing dagma.tracking imports Dagster, not MLflow)
 _PUBLIC = {
-    "mlflow_resource_from_env": "dagma.resource_from_env",
-    "MlflowRunRecorder": "dagma.defs.models.resources",
-    "MlflowStubResource": "dagma.defs.models.resources",
-    "MlflowTrackingResource": "dagma.defs.models.resources",
+    **dict.fromkeys(
+        [
+            "MlflowHostRefusedError",
+            "MlflowLoginRefusedError",
+            "MlflowRunRecorder",
+            "MlflowServerError",
+            "MlflowServerUnreachableError",
+            "MlflowStubResource",
+            "MlflowTrackingResource",
+            "NotAnMlflowServerError",
+            "RunStatus",
+            "StubRun",
+            "TrackingInputError",
+            "TrackingUsageError",
+            "mlflow_resource_from_env",
+        ],
+        "dagma.tracking",
+    ),
     "SettingsError": "dagma.settings",
 }
 __all__ = [
+    "MlflowHostRefusedError",
+    "MlflowLoginRefusedError",
     "MlflowRunRecorder",
+    "MlflowServerError",
+    "MlflowServerUnreachableError",
     "MlflowStubResource",
     "MlflowTrackingResource",
+    "NotAnMlflowServerError",
+    "RunStatus",
     "SettingsError",
+    "StubRun",
+    "TrackingInputError",
+    "TrackingUsageError",
     "mlflow_resource_from_env",
 ]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.resource_from_env import mlflow_resource_from_env
+from dagma import mlflow_resource_from_env
+from dagma.defs.train_model import train_model_stub
 
 defs = Definitions(
     assets=[train_model_stub],

@@ -1,20 +1,31 @@
 """The one place that turns the environment into typed, validated settings.
 
-Nothing else in dagma reads ``MLFLOW_*`` (or any other) variables: the code
+Nothing else in dagma parses ``MLFLOW_*`` or ``DAGSTER_*`` variables: the code
 location calls :func:`load_settings` once and passes the result on. Bad values
 fail here, at load time, with a message that names the variable and the fix,
 instead of a stack trace in the middle of a run.
+
+What else touches the environment, and why:
+
+- MLflow's own client reads its variables (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/
+  ``TOKEN``, ``MLFLOW_HTTP_REQUEST_*``, TLS options) at every request; dagma hands
+  it the URI and never parses those itself, except the ``MLFLOW_HTTP_REQUEST_*``
+  bounds below, which it also checks.
+- :func:`mlflow_client_variables` *writes* MLflow's variables for a block (MLflow has
+  no per-client or per-call setting for them) and restores them afterwards.
+- ``dagma.dev`` passes the environment on to the processes it starts.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from collections.abc import Mapping
-from pathlib import PurePosixPath
-from urllib.parse import unquote, urlparse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict
+
+from dagma import local_store
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -22,15 +33,11 @@ DEFAULT_TRACKING_URI = "http://mlflow:5000"  # the in-cluster Service of charts/
 DEFAULT_EXPERIMENT = "Default"
 DEFAULT_URI_SOURCE = "the default, as MLFLOW_TRACKING_URI is unset"
 SERVER_SCHEMES = ("http", "https")
-# Stores on this machine's disk, written by the MLflow client itself: no server.
-LOCAL_STORE_SCHEMES = ("file", "sqlite")
 ACCEPTED_URI_FORMS = (
     f"a server ({DEFAULT_TRACKING_URI} in the cluster, http://127.0.0.1:5000 locally), "
     "a SQLite database (sqlite:////ABSOLUTE/PATH/mlflow.db: four slashes before an absolute "
     "path) or a file store (file:///ABSOLUTE/PATH/mlruns)"
 )
-# What a database store needs beyond mlflow-skinny (import name, distribution).
-DATABASE_STORE_PACKAGES = (("sqlalchemy", "SQLAlchemy"), ("alembic", "Alembic"))
 
 
 # How long MLflow's client keeps retrying a server that does not answer. MLflow's own defaults
@@ -97,20 +104,7 @@ class TrackingSettings(BaseModel):
     @property
     def local_store(self) -> bool:
         """Whether the URI names a store on this machine's disk rather than a server."""
-        return is_local_store(self.tracking_uri)
-
-
-def is_local_store(uri: str) -> bool:
-    """Whether ``uri`` (already validated) is a ``file://`` or ``sqlite://`` store."""
-    return urlparse(uri).scheme in LOCAL_STORE_SCHEMES
-
-
-def local_store_path(uri: str) -> PurePosixPath:
-    """The directory (``file://``) or database file (``sqlite://``) a local store URI names."""
-    if urlparse(uri).scheme == "sqlite":
-        # SQLAlchemy's form: sqlite:/// then the path, so an absolute one has four slashes.
-        return PurePosixPath(unquote(uri.split(":///", 1)[1].split("?", 1)[0]))
-    return PurePosixPath(unquote(urlparse(uri).path))
+        return local_store.is_local_store(self.tracking_uri)
 
 
 def _parse_switch(raw: str | None) -> bool:
@@ -159,52 +153,12 @@ def _check_tracking_uri(variable: str, raw: str) -> str:
     if parsed.scheme in SERVER_SCHEMES and parsed.netloc:
         return uri.rstrip("/")
     refused = f"{variable}={raw!r} is not an MLflow tracking URI dagma can use"
-    if parsed.scheme not in LOCAL_STORE_SCHEMES:
+    if parsed.scheme not in local_store.SCHEMES:
         raise SettingsError(f"{refused}. Use {ACCEPTED_URI_FORMS}.")
-    path = local_store_path(uri)
-    if parsed.scheme == "file" and parsed.netloc:
-        raise SettingsError(
-            f"{refused}: {parsed.netloc!r} after file:// is read as a host name, not a path. "
-            f"Write file:///ABSOLUTE/PATH (three slashes), or use {ACCEPTED_URI_FORMS}."
-        )
-    if not path.is_absolute() or str(path) == "/":
-        example = (
-            "sqlite:////ABSOLUTE/PATH/mlflow.db (four slashes before an absolute path)"
-            if parsed.scheme == "sqlite"
-            else "file:///ABSOLUTE/PATH/mlruns"
-        )
-        raise SettingsError(
-            f"{refused}: {str(path)!r} is not an absolute path to a store, and run pods and "
-            f"`dagster dev` work in different directories. Write it as {example}."
-        )
+    problem = local_store.uri_problem(uri, alternatives=ACCEPTED_URI_FORMS)
+    if problem is not None:
+        raise SettingsError(f"{refused}: {problem}")
     return uri
-
-
-def _check_local_store(uri: str, variable: str, allow_file_store: bool) -> None:
-    """What a local store needs before the first run: MLflow's opt-in, or the SQL packages."""
-    scheme = urlparse(uri).scheme
-    if scheme == "file" and not allow_file_store:
-        database = local_store_path(uri).parent / "mlflow.db"
-        raise SettingsError(
-            f"{variable}={uri!r} is MLflow's file store, which MLflow 3 refuses unless "
-            "MLFLOW_ALLOW_FILE_STORE=true. Either set MLFLOW_ALLOW_FILE_STORE=true, or use "
-            f"the SQLite store MLflow recommends: {variable}=sqlite:///{database} "
-            "(install it with `pip install 'dagma[local]'`)."
-        )
-    if scheme == "sqlite":
-        missing = [dist for name, dist in DATABASE_STORE_PACKAGES if not _installed(name)]
-        if missing:
-            raise SettingsError(
-                f"{variable}={uri!r} is a database store, which needs {' and '.join(missing)}: "
-                "mlflow-skinny does not include them. Install `dagma[local]` "
-                "(`pip install 'dagma[local]'` or `uv add 'dagma[local]'`), "
-                "or point it at a server."
-            )
-
-
-def _installed(module: str) -> bool:
-    # find_spec locates the package without importing it: loading settings stays cheap.
-    return importlib.util.find_spec(module) is not None
 
 
 def _whole_number(
@@ -263,10 +217,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
     tracking_uri = _check_tracking_uri("MLFLOW_TRACKING_URI", raw_uri or DEFAULT_TRACKING_URI)
     tracking_enabled = _parse_switch(env.get("MLFLOW_USE_TRACKING"))
     allow_file_store = _parse_allow_file_store(env.get("MLFLOW_ALLOW_FILE_STORE"))
-    if tracking_enabled and is_local_store(tracking_uri):
-        _check_local_store(tracking_uri, "MLFLOW_TRACKING_URI", allow_file_store)
+    if tracking_enabled and local_store.is_local_store(tracking_uri):
+        problem = local_store.setup_problem(tracking_uri, "MLFLOW_TRACKING_URI", allow_file_store)
+        if problem is not None:
+            raise SettingsError(problem)
     ui_url = env.get("MLFLOW_UI_URL", "").strip()
-    default_ui_url = None if is_local_store(tracking_uri) else tracking_uri
+    default_ui_url = None if local_store.is_local_store(tracking_uri) else tracking_uri
     dagster_ui_url = env.get("DAGSTER_UI_URL", "").strip()
     return TrackingSettings(
         tracking_enabled=tracking_enabled,
@@ -279,3 +235,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
         http=_http_request(env),
         server_wait_seconds=_server_wait(env),
     )
+
+
+@contextmanager
+def mlflow_client_variables(values: Mapping[str, str], replace: bool = False) -> Iterator[None]:
+    """MLflow's own variables set to ``values`` for the block, then restored.
+
+    MLflow's client reads them from the environment at every request and has no
+    per-client or per-call setting. ``replace=False`` fills in only the unset ones, so
+    a user's own setting wins; ``replace=True`` sets them all.
+    """
+    names = [name for name in values if replace or name not in os.environ]
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: values[name] for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagma.devserver import free_port
 from support import container_spec, mlflow_servers
 from support.helm import Rendered, render
+
+from dagma.dev.local_mlflow import free_port
 
 ADMIN_SECRET = "mlflow-admin"
 USERNAME = "dagma-admin"

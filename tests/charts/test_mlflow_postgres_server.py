@@ -17,10 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from dagma.devserver import free_port
 from support import container_spec, mlflow_servers
 from support.helm import Rendered, render
 from support.postgres import PostgresServer, start_postgres
+
+from dagma.dev.local_mlflow import free_port
 
 VALUES = {
     "backendStore": {"type": "postgresql", "postgresql": {"existingSecret": "mlflow-db"}},

@@ -19,9 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from dagma.devserver import free_port
 from support import mlflow_servers
 from support.helm import Rendered, render
+
+from dagma.dev.local_mlflow import free_port
 
 CLIENT_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -47,7 +47,7 @@ from support.release import USER_CODE
 from support.umbrella import RELEASE, effective_values, values_paths
 from workloads import restricted_namespace, unique, wait_for
 
-from dagma.devserver import free_port
+from dagma.dev.local_mlflow import free_port
 
 KIND = values_paths(["kind.yaml"])
 RUN_TIMEOUT_S = 1800  # a first deploy with cold builds of both images on 2 shared cores
@@ -234,7 +234,7 @@ WATCHING = r"^Watching for changes\.\.\.$"
 FORWARD = (
     r"Port forwarding service/(\S+) in namespace \S+, remote port \d+ -> http://127\.0\.0\.1:(\d+)"
 )
-ASSETS = Path("src/dagma/defs/models/assets.py")
+ASSETS = Path("src/dagma/defs/train_model.py")
 SUMMARY_LINE = 'summary.write_text(f"n_estimators={n_estimators}\\nrmse={rmse}\\n")'
 
 

@@ -23,7 +23,7 @@ from support.dagster_local import (
 )
 from support.ui_pages import mlflow_preferences_script
 
-from dagma.devserver import free_port
+from dagma.dev.local_mlflow import free_port
 
 ASSET = "train_model_stub"
 EXPERIMENT = "Default"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from dagma.defs.models.resources import MlflowTrackingResource
+from dagma import MlflowTrackingResource
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from dagster import asset, materialize
 from mlflow import MlflowClient
 
-from dagma.defs.models.resources import (
+from dagma import (
     MlflowRunRecorder,
     MlflowStubResource,
     MlflowTrackingResource,

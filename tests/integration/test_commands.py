@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dagma.devserver import free_port, is_healthy
+from dagma.dev.local_mlflow import free_port, is_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -88,7 +88,7 @@ def test_settings_error_is_the_first_thing_printed_not_the_end_of_a_traceback(
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dagma.demo", *args],
+        [sys.executable, "-m", "dagma.dev.demo", *args],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=400,
     )  # fmt: skip
 

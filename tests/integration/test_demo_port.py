@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dagma.devserver import free_port
+from dagma.dev.local_mlflow import free_port
 
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     return subprocess.run(
-        [sys.executable, "-m", "dagma.demo", *args],
+        [sys.executable, "-m", "dagma.dev.demo", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
 

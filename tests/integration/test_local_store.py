@@ -16,9 +16,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 from mlflow import MlflowClient
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.resource_from_env import mlflow_resource_from_env
-from dagma.settings import SettingsError
+from dagma import SettingsError, mlflow_resource_from_env
+from dagma.defs.train_model import train_model_stub
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -105,7 +104,7 @@ def test_local_store_makes_no_network_request(tmp_path: Path) -> None:
         "connects = []\n"
         "sys.addaudithook(lambda e, a: e == 'socket.connect' and connects.append(a))\n"
         "from dagster import materialize\n"
-        "from dagma.defs.models.assets import train_model_stub\n"
+        "from dagma.defs.train_model import train_model_stub\n"
         "from dagma import mlflow_resource_from_env\n"
         "r = materialize([train_model_stub], resources={'tracking': mlflow_resource_from_env()})\n"
         "assert r.success\n"
@@ -143,7 +142,7 @@ def test_demo_with_a_sqlite_store_prints_what_mlflow_holds(tmp_path: Path) -> No
     # `make demo STORE=sqlite`: no server; the printout is read back from the local store.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     result = subprocess.run(
-        [sys.executable, "-m", "dagma.demo", "--store", "sqlite"],
+        [sys.executable, "-m", "dagma.dev.demo", "--store", "sqlite"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -1,7 +1,7 @@
 """`make dev`: one Ctrl-C stops everything it started, as a terminal delivers it.
 
 A terminal sends SIGINT to its foreground process group: make, ``uv run`` and
-``python -m dagma.demo --dev``. The test does the same to a real ``make dev``
+``python -m dagma.dev.demo --dev``. The test does the same to a real ``make dev``
 and then checks, by pid, that dagster dev, its webserver, daemon and code
 server, and the MLflow server it started are all gone.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support.tools import missing, require_executable
 
-from dagma import devserver
+from dagma.dev import local_mlflow
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 300
@@ -95,14 +95,14 @@ def make_dev_command() -> list[str]:
 
 
 @pytest.fixture
-def running_server(tmp_path: Path) -> Iterator[devserver.LocalMlflowServer]:
-    server = devserver.start(tmp_path / "already-running")
+def running_server(tmp_path: Path) -> Iterator[local_mlflow.LocalMlflowServer]:
+    server = local_mlflow.start(tmp_path / "already-running")
     yield server
     server.stop()
 
 
 def _make_dev(command: list[str], cwd: Path, mlflow_port: int) -> tuple[subprocess.Popen, Path]:
-    dagster_port = devserver.free_port()
+    dagster_port = local_mlflow.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DAGSTER_"))}
     env["UV_NO_SYNC"] = "1"  # the tests' own environment, as it is
     log = cwd / "make-dev.log"
@@ -114,7 +114,7 @@ def _make_dev(command: list[str], cwd: Path, mlflow_port: int) -> tuple[subproce
         )  # fmt: skip
     deadline = time.monotonic() + READY_TIMEOUT
     dagster_ui = f"http://127.0.0.1:{dagster_port}/server_info"
-    while not (_answers(dagster_ui) and devserver.is_healthy(f"http://127.0.0.1:{mlflow_port}")):
+    while not (_answers(dagster_ui) and local_mlflow.is_healthy(f"http://127.0.0.1:{mlflow_port}")):
         if process.poll() is not None or time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"make dev did not come up:\n{log.read_text()[-4000:]}")
@@ -140,21 +140,21 @@ def _started(processes: dict[int, tuple[str, str]]) -> set[str]:
 def test_ctrl_c_stops_dagster_dev_and_the_mlflow_server_it_started(
     make_dev_command: list[str], tmp_path: Path
 ) -> None:
-    mlflow_port = devserver.free_port()
+    mlflow_port = local_mlflow.free_port()
     process, log = _make_dev(make_dev_command, tmp_path, mlflow_port)
     started = _descendants(process.pid)
     assert _started(started) == set(EXPECTED), started
 
     output = _ctrl_c(process, log)
     assert _alive(started) == [], output[-3000:]
-    assert not devserver.port_in_use(mlflow_port)
+    assert not local_mlflow.port_in_use(mlflow_port)
     assert "dagster dev stopped" in output
     assert f"stopped the MLflow server at http://127.0.0.1:{mlflow_port}" in output
     assert not (tmp_path / ".mlflow-local" / "server.pid").exists()
 
 
 def test_ctrl_c_leaves_an_mlflow_server_it_did_not_start_and_says_so(
-    make_dev_command: list[str], tmp_path: Path, running_server: devserver.LocalMlflowServer
+    make_dev_command: list[str], tmp_path: Path, running_server: local_mlflow.LocalMlflowServer
 ) -> None:
     mlflow_port = int(running_server.url.rsplit(":", 1)[1])
     process, log = _make_dev(make_dev_command, tmp_path, mlflow_port)
@@ -164,4 +164,4 @@ def test_ctrl_c_leaves_an_mlflow_server_it_did_not_start_and_says_so(
     output = _ctrl_c(process, log)
     assert _alive(started) == [], output[-3000:]
     assert "already running: it stays up (make demo-stop stops it)" in output
-    assert devserver.is_healthy(running_server.url)
+    assert local_mlflow.is_healthy(running_server.url)

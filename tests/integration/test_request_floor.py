@@ -1,7 +1,7 @@
 """Requests to the MLflow server, counted by endpoint: the floor is four per materialization.
 
 The first in a process adds two: the experiment lookup (also the reachability check) and one
-search for runs that finished Dagster runs left RUNNING (dagma.defs.models.abandoned_runs).
+search for runs that finished Dagster runs left RUNNING (dagma.tracking.run_endings).
 
 Counted where the MLflow client sends every request (benchmarks.http_count), with the
 requests going to the session's real server; what reaches it is read back.
@@ -20,7 +20,7 @@ from dagster import DagsterInstance, asset, materialize
 from mlflow import MlflowClient
 
 from benchmarks.http_count import counting_requests
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
+from dagma import MlflowRunRecorder, MlflowTrackingResource
 
 ROOT = Path(__file__).parents[2]
 FLOOR = {
@@ -41,8 +41,8 @@ def test_train_model_stub_costs_six_requests_first_then_four(
         "import json, sys\n"
         "from dagster import materialize\n"
         "from benchmarks.http_count import counting_requests\n"
-        "from dagma.defs.models.assets import train_model_stub\n"
-        "from dagma.defs.models.resources import MlflowTrackingResource\n"
+        "from dagma.defs.train_model import train_model_stub\n"
+        "from dagma import MlflowTrackingResource\n"
         f"resource = MlflowTrackingResource(tracking_uri={mlflow_server!r}, experiment='floor')\n"
         "counts = []\n"
         "for _ in range(3):\n"

@@ -9,8 +9,8 @@ import textwrap
 
 from dagster import DagsterInstance, asset, materialize
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowStubResource
+from dagma import MlflowRunRecorder, MlflowStubResource
+from dagma.defs.train_model import train_model_stub
 
 
 def test_stub_keeps_what_the_asset_logged_for_users_tests() -> None:

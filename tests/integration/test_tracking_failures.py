@@ -13,8 +13,8 @@ import pytest
 from dagster import AssetExecutionContext, DagsterInstance, asset, materialize
 from mlflow import MlflowClient
 
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
-from dagma.devserver import free_port
+from dagma import MlflowRunRecorder, MlflowTrackingResource
+from dagma.dev.local_mlflow import free_port
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def silent_server() -> Iterator[str]:
 def test_unreachable_server_fails_within_ten_seconds_with_the_fix(
     kind: str, silent_server: str
 ) -> None:
-    from dagma.defs.models.assets import train_model_stub
+    from dagma.defs.train_model import train_model_stub
 
     uri = silent_server if kind == "silent server" else f"http://127.0.0.1:{free_port()}"
     resource = MlflowTrackingResource(tracking_uri=uri, tracking_uri_source="MLFLOW_TRACKING_URI")
@@ -211,7 +211,7 @@ def test_unreachable_server_fails_within_ten_seconds_with_the_fix(
 def test_missing_mlflow_client_names_the_package_to_install() -> None:
     script = (
         "import sys; sys.modules['mlflow'] = None\n"
-        "from dagma.defs.models.tracking import import_mlflow\n"
+        "from dagma.tracking.resource import import_mlflow\n"
         "import_mlflow()\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, asset, materialize
 from mlflow import MlflowClient
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
+from dagma import MlflowRunRecorder, MlflowTrackingResource
+from dagma.defs.train_model import train_model_stub
 
 
 def _metadata(result, key: str = "train_model_stub") -> dict:

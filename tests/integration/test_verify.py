@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagma.devserver import free_port
 from mlflow import MlflowClient
 from support.dagster_local import command_env, dagster_dev, init_instance, write_workspace
+
+from dagma.dev.local_mlflow import free_port
 
 DAGMA = Path(sys.executable).parent / "dagma"
 LOCATIONS = Path(__file__).resolve().parents[1] / "support" / "verify_locations"

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
-from dagma.devserver import free_port
 from dagster import AssetExecutionContext, Config, DagsterInstance, asset, materialize
 from mlflow import MlflowClient
 from support import mlflow_servers, soak
 from support.helm import render
+
+from dagma import MlflowRunRecorder, MlflowTrackingResource
+from dagma.dev.local_mlflow import free_port
 
 AT_ONCE = soak.count(8, 32)  # separate processes
 SEQUENTIAL = soak.count(50, 500)

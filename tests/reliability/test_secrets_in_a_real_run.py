@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagma.devserver import free_port
 from mlflow import MlflowClient
 from support import mlflow_servers
 from support.helm import render
+
+from dagma.dev.local_mlflow import free_port
 
 MARKER = f"Mk9{secrets.token_urlsafe(12)}"
 ADMIN = {"username": "dagma-admin", "password": MARKER}

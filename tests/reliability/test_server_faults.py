@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagma.defs.models.abandoned_runs import END_REASON_TAG
-from dagma.devserver import free_port
-from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, load_settings
 from mlflow import MlflowClient
 from support import container_spec, mlflow_servers, soak
 from support.helm import render
 from support.umbrella import render_umbrella
+
+from dagma.dev.local_mlflow import free_port
+from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, load_settings
+from dagma.tracking.run_endings import END_REASON_TAG
 
 LOCATIONS = Path(__file__).parent / "locations"
 EXPERIMENT = f"faults-{uuid.uuid4().hex[:8]}"

@@ -3,8 +3,8 @@
 In the cluster a run can start while the MLflow pod restarts (11-16 s: a `helm upgrade`, a
 drained node, a deleted pod); charts/dagma gives run pods a 60 s wait. Locally the wait is 0, so
 a wrong URI under `make demo`/`dagster dev` still fails at once. Real servers on 127.0.0.1: an
-MLflow server (dagma.devserver) started after the run, a closed port, and a server that answers
-HTTP 503 (an answer, which is never waited out).
+MLflow server (dagma.dev.local_mlflow) started after the run, a closed port, and a server that
+answers HTTP 503 (an answer, which is never waited out).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dagster import DagsterInstance, materialize
 from dagster._core.execution.execution_result import ExecutionResult
 from mlflow import MlflowClient
 
-from dagma import devserver
-from dagma.defs.models.assets import train_model_stub
-from dagma.resource_from_env import mlflow_resource_for
+from dagma.defs.train_model import train_model_stub
+from dagma.dev import local_mlflow
 from dagma.settings import load_settings
+from dagma.tracking.from_env import mlflow_resource_for
 
 WAITING = "not answering yet"
 SERVER_STARTS_AFTER_SECONDS = 3  # the run is under way (and refused) before the server starts
@@ -56,12 +56,12 @@ def _failure_text(result: ExecutionResult) -> str:
 @pytest.fixture
 def late_server(tmp_path: Path) -> Iterator[str]:
     """The URL of an MLflow server that starts a few seconds from now, on a free port."""
-    port = devserver.free_port()
-    started: list[devserver.LocalMlflowServer] = []
+    port = local_mlflow.free_port()
+    started: list[local_mlflow.LocalMlflowServer] = []
 
     def start_later() -> None:
         time.sleep(SERVER_STARTS_AFTER_SECONDS)
-        started.append(devserver.start(tmp_path / "mlflow", port=port))
+        started.append(local_mlflow.start(tmp_path / "mlflow", port=port))
 
     starter = threading.Thread(target=start_later, daemon=True)
     starter.start()
@@ -114,7 +114,7 @@ def test_a_run_that_starts_before_the_server_waits_for_it_and_is_recorded(late_s
 
 
 def test_by_default_a_server_not_up_yet_fails_the_run_without_waiting() -> None:
-    uri = f"http://127.0.0.1:{devserver.free_port()}"
+    uri = f"http://127.0.0.1:{local_mlflow.free_port()}"
     result, lines = _materialize(uri, {})
     assert not result.success
     message = _failure_text(result)
@@ -126,7 +126,7 @@ def test_by_default_a_server_not_up_yet_fails_the_run_without_waiting() -> None:
 
 
 def test_a_server_that_never_answers_fails_the_run_after_the_wait_naming_the_setting() -> None:
-    uri = f"http://127.0.0.1:{devserver.free_port()}"
+    uri = f"http://127.0.0.1:{local_mlflow.free_port()}"
     result, lines = _materialize(uri, {"MLFLOW_SERVER_WAIT_SECONDS": "3"})
     assert not result.success
     message = _failure_text(result)

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from dagster import DagsterInstance
 
-from dagma.devserver import free_port, stop_process_group
+from dagma.dev.local_mlflow import free_port, stop_process_group
 
 BIN = Path(sys.executable).parent
 CODE_LOCATION_MODULE = "dagma.definitions"

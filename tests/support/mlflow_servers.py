@@ -8,7 +8,7 @@ environment variable comes from the rendered manifests (:mod:`support.container_
 the only liberties are the volume, which becomes a temporary directory, and the bind
 address, ``0.0.0.0`` → ``127.0.0.1`` (tests talk to 127.0.0.1 only).
 
-:func:`launch` starts the development server (:func:`dagma.devserver.server_command`)
+:func:`launch` starts the development server (:func:`dagma.dev.local_mlflow.server_command`)
 with one thing changed — a restrictive ``--allowed-hosts``, no artifact proxying, or
 basic auth — for ``dagma doctor``'s tests; several start side by side (each takes
 seconds to come up) and :func:`wait_healthy` waits for them all.
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagma import devserver
+from dagma.dev import local_mlflow
 from support import container_spec
 from support.container_spec import Data, LocalContainer
 from support.helm import Rendered
@@ -258,11 +258,11 @@ def launch(
     env: Mapping[str, str] | None = None,
     proxy: bool = True,
     port: int | None = None,
-) -> devserver.LocalMlflowServer:
+) -> local_mlflow.LocalMlflowServer:
     """Start the development server (SQLite in ``data_dir``) with ``extra`` flags; no wait."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or devserver.free_port()
-    command = devserver.server_command(data_dir, port)
+    port = port or local_mlflow.free_port()
+    command = local_mlflow.server_command(data_dir, port)
     if not proxy:
         command = without_proxying(command, data_dir / "server-disk-artifacts")
     with (data_dir / "server.log").open("ab") as log:
@@ -270,10 +270,10 @@ def launch(
             [*command, *extra], stdout=log, stderr=subprocess.STDOUT, cwd=data_dir,
             env={**os.environ, **QUIET, **(env or {})},
         )  # fmt: skip
-    return devserver.LocalMlflowServer(f"http://127.0.0.1:{port}", data_dir, process)
+    return local_mlflow.LocalMlflowServer(f"http://127.0.0.1:{port}", data_dir, process)
 
 
-def wait_healthy(*servers: devserver.LocalMlflowServer, timeout: float = 180) -> None:
+def wait_healthy(*servers: local_mlflow.LocalMlflowServer, timeout: float = 180) -> None:
     """Wait until every server answers /health; stop them all and raise with a log otherwise."""
     deadline = time.monotonic() + timeout
     for server in servers:

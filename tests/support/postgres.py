@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg2
 
-from dagma.devserver import free_port
+from dagma.dev.local_mlflow import free_port
 from support.tools import missing
 
 HOW_TO_GET = "install Debian's postgresql package (apt-get install postgresql)"

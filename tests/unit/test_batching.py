@@ -2,8 +2,8 @@
 
 from mlflow.utils import validation
 
-from dagma.defs.models import batching
-from dagma.defs.models.batching import LogBuffer
+from dagma.tracking import batching
+from dagma.tracking.batching import LogBuffer
 
 
 def test_batch_limits_are_mlflows() -> None:

@@ -7,8 +7,7 @@ import os
 import pytest
 from dagster import asset, materialize
 
-from dagma.defs.models.resources import MlflowRunRecorder
-from dagma.resource_from_env import mlflow_resource_for
+from dagma import MlflowRunRecorder, mlflow_resource_from_env
 from dagma.settings import HttpRequestSettings, SettingsError, load_settings
 
 RETRIES, BACKOFF, TIMEOUT = (
@@ -57,7 +56,7 @@ def test_the_resource_applies_them_only_while_it_runs_and_a_users_value_wins(
     for name in (RETRIES, BACKOFF, TIMEOUT):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(TIMEOUT, "300")
-    resource = mlflow_resource_for(load_settings({**TRACKING_ON, **os.environ}))
+    resource = mlflow_resource_from_env({**TRACKING_ON, **os.environ})
 
     @asset
     def reads_the_environment(tracking: MlflowRunRecorder) -> dict[str, str | None]:
@@ -73,7 +72,7 @@ def test_the_resource_applies_them_only_while_it_runs_and_a_users_value_wins(
 def test_the_wait_for_a_server_not_up_yet_is_zero_unless_set() -> None:
     assert load_settings({}).server_wait_seconds == 0  # `dagster dev`: a wrong URI fails at once
     assert load_settings({WAIT: " 60 "}).server_wait_seconds == 60
-    resource = mlflow_resource_for(load_settings({**TRACKING_ON, WAIT: "45"}))
+    resource = mlflow_resource_from_env({**TRACKING_ON, WAIT: "45"})
     assert resource.server_wait_seconds == 45
 
 

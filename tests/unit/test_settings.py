@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from dagma.defs.models.resources import MlflowStubResource, MlflowTrackingResource
-from dagma.resource_from_env import mlflow_resource_for
+from dagma import MlflowStubResource, MlflowTrackingResource, mlflow_resource_from_env
 from dagma.settings import DEFAULT_TRACKING_URI, SettingsError, load_settings
 
 URI = "MLFLOW_TRACKING_URI"
@@ -36,7 +35,7 @@ SWITCH_ROWS = [
 @pytest.mark.parametrize(("raw", "expected"), SWITCH_ROWS)
 def test_use_tracking_switch_selects_resource(raw: str | None, expected: type) -> None:
     env = {} if raw is None else {"MLFLOW_USE_TRACKING": raw}
-    assert type(mlflow_resource_for(load_settings(env))) is expected
+    assert type(mlflow_resource_from_env(env)) is expected
 
 
 @pytest.mark.parametrize("raw", ["ture", "2", "enabled", "y", "-1", "truee"])
@@ -189,14 +188,12 @@ def test_ui_links_can_point_elsewhere_than_the_tracking_uri() -> None:
 
 
 def test_tracking_resource_carries_settings() -> None:
-    resource = mlflow_resource_for(
-        load_settings(
-            {
-                "MLFLOW_USE_TRACKING": "yes",
-                "MLFLOW_TRACKING_URI": "http://127.0.0.1:1234",
-                "MLFLOW_EXPERIMENT": "exp",
-            }
-        )
+    resource = mlflow_resource_from_env(
+        {
+            "MLFLOW_USE_TRACKING": "yes",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:1234",
+            "MLFLOW_EXPERIMENT": "exp",
+        }
     )
     assert isinstance(resource, MlflowTrackingResource)
     assert (resource.tracking_uri, resource.experiment) == ("http://127.0.0.1:1234", "exp")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dagma import example
 from dagma.cli.verify import DEFAULT_DAGSTER_URL, DEFAULT_MLFLOW_URL, DEFAULT_TIMEOUT
 
 
@@ -26,10 +27,10 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print one JSON document")
     verify = commands.add_parser(
         "verify",
-        help="materialize train_model_stub through Dagster and check the run in MLflow",
-        description="End-to-end acceptance of a running deployment: launch train_model_stub "
+        help=f"materialize {example.ASSET} through Dagster and check the run in MLflow",
+        description=f"End-to-end acceptance of a running deployment: launch {example.ASSET} "
         "through the Dagster webserver's GraphQL API, then find its MLflow run by the "
-        "dagster.run_id tag and check n_estimators=10, rmse=0.123 and train_summary.txt.",
+        f"dagster.run_id tag and check {example.describe()}.",
     )
     verify.add_argument(
         "--dagster-url",

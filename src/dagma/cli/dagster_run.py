@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
-ASSET = "train_model_stub"
+from dagma import example
+
+ASSET = example.ASSET
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job that materializes a selection of assets
 REQUEST_TIMEOUT = 30  # seconds for one GraphQL request
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
@@ -134,12 +136,12 @@ def _query(client: Any, dagster_url: str, query: str, variables: dict | None = N
     try:
         return client._execute(query, variables)  # the client has no public call for these
     except DagsterGraphQLClientError as exc:
-        from dagma.cli.server_checks import describe_error
+        from dagma.mlflow_server import describe_failure
 
         raise VerifyError(
             "webserver",
             f"the Dagster webserver at {dagster_url} does not answer: "
-            f"{describe_error(exc.__cause__ or exc)}",
+            f"{describe_failure(exc.__cause__ or exc)}",
             "start it (make dev) or its port-forward: kubectl --namespace dagma port-forward "
             "svc/dagma-dagster-webserver 3000:80",
         ) from None

@@ -2,7 +2,8 @@
 
 Settings come from :mod:`dagma.settings`, exactly as the code location reads them;
 then either the server's checks (:mod:`dagma.cli.server_checks`) or the local store's
-(:mod:`dagma.cli.local_store`), and optionally a throw-away run (:mod:`dagma.cli.write_test`).
+(:func:`dagma.local_store.path_findings`), and optionally a throw-away run
+(:mod:`dagma.cli.write_check`).
 Once a check fails, the checks that depend on it are listed as not run.
 """
 
@@ -12,8 +13,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from dagma.cli.budget import Deadline
-from dagma.cli.local_store import check_local_store
+from dagma import local_store
+from dagma.cli.deadline import Deadline
 from dagma.cli.report import Check, Report, Status
 from dagma.settings import SettingsError, TrackingSettings, load_settings
 
@@ -111,6 +112,17 @@ def server_checks(report: Report, settings: TrackingSettings, deadline: Deadline
     return _run_in_order(report, steps, deadline)
 
 
+def store_checks(settings: TrackingSettings) -> list[Check]:
+    """The local store's rules (:mod:`dagma.local_store`) as checks: MLflow's opt-in, the path."""
+    findings = local_store.path_findings(
+        settings.tracking_uri, settings.tracking_uri_source, settings.allow_file_store
+    )
+    return [
+        Check(found.name, Status.OK if found.ok else Status.FAIL, found.found, found.fix)
+        for found in findings
+    ]
+
+
 def doctor(write_test: bool = False, out: TextIO = sys.stdout, as_json: bool = False) -> int:
     """Run every check, print the report; return the exit code (0 only when all pass)."""
     deadline = Deadline(BUDGET_SECONDS)
@@ -118,16 +130,16 @@ def doctor(write_test: bool = False, out: TextIO = sys.stdout, as_json: bool = F
     settings = settings_checks(report)
     if settings is not None:
         if settings.local_store:
-            checks = check_local_store(settings)
+            checks = store_checks(settings)
             names = tuple(check.name for check in checks)
             healthy = _run_in_order(report, [(names, lambda: checks)], deadline)
         else:
             healthy = server_checks(report, settings, deadline)
         if write_test:
             if healthy:
-                from dagma.cli.write_test import write_test as run_write_test
+                from dagma.cli.write_check import write_check
 
-                report.add(run_write_test(settings.tracking_uri, settings.experiment, deadline))
+                report.add(write_check(settings.tracking_uri, settings.experiment, deadline))
             else:
                 report.add(Check("write-test", Status.SKIPPED, "not run: fix the failures first"))
     report.write(out, as_json=as_json, duration_seconds=round(deadline.elapsed, 2))

@@ -7,17 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagma.cli.budget import Deadline
+from dagma import example
 from dagma.cli.dagster_run import VerifyError
+from dagma.cli.deadline import Deadline
 from dagma.cli.report import Check, Status
-from dagma.cli.server_checks import TrackingServer, describe_error, health
-from dagma.cli.write_test import bounded_requests
+from dagma.cli.server_checks import TrackingServer, health
+from dagma.cli.write_check import bounded_requests
+from dagma.mlflow_server import describe_failure
 
-# The design's acceptance check: what train_model_stub records.
-EXPECTED_PARAMS = {"n_estimators": "10"}
-EXPECTED_METRICS = {"rmse": 0.123}
-ARTIFACT = "train_summary.txt"
-ARTIFACT_LINES = ("n_estimators=10", "rmse=0.123")
 REQUEST_TIMEOUT = 10.0
 
 
@@ -60,7 +57,7 @@ def find_run(mlflow_url: str, dagster_run_id: str, materialization: dict[str, st
     except Exception as exc:
         raise VerifyError(
             "mlflow-run",
-            f"searching MLflow at {mlflow_url} failed: {describe_error(exc)}",
+            f"searching MLflow at {mlflow_url} failed: {describe_failure(exc)}",
             "run `dagma doctor` with MLFLOW_TRACKING_URI set to --mlflow-url (and the login "
             "in MLFLOW_TRACKING_USERNAME/PASSWORD if the server asks for one)",
         ) from None
@@ -92,7 +89,7 @@ def _missing_run(
 
 
 def compare(mlflow_url: str, run: FoundRun) -> list[Check]:
-    """The params, metric and artifact of ``run`` against the acceptance values."""
+    """The params, metric and artifact of ``run`` against the example's contract."""
     client = _client(mlflow_url)
     artifact, artifact_error = None, ""
     with bounded_requests(REQUEST_TIMEOUT), tempfile.TemporaryDirectory() as tmp:
@@ -100,27 +97,30 @@ def compare(mlflow_url: str, run: FoundRun) -> list[Check]:
             data = client.get_run(run.run_id).data
         except Exception as exc:
             raise VerifyError(
-                "mlflow-run", f"reading run {run.run_id} failed: {describe_error(exc)}"
+                "mlflow-run", f"reading run {run.run_id} failed: {describe_failure(exc)}"
             ) from None
         try:
-            artifact = Path(client.download_artifacts(run.run_id, ARTIFACT, tmp)).read_text()
+            summary = client.download_artifacts(run.run_id, example.SUMMARY_FILE, tmp)
+            artifact = Path(summary).read_text()
         except Exception as exc:
-            artifact_error = describe_error(exc)
+            artifact_error = describe_failure(exc)
     checks = [
-        _values("params", data.params, EXPECTED_PARAMS),
-        _values("metrics", data.metrics, EXPECTED_METRICS),
+        _values("params", data.params, example.PARAMS),
+        _values("metrics", data.metrics, example.METRICS),
     ]
     if artifact is None:
         checks.append(
-            Check("artifact", Status.FAIL, f"{ARTIFACT} cannot be read: {artifact_error}")
+            Check(
+                "artifact", Status.FAIL, f"{example.SUMMARY_FILE} cannot be read: {artifact_error}"
+            )
         )
     else:
-        missing = [line for line in ARTIFACT_LINES if line not in artifact.splitlines()]
+        missing = [line for line in example.SUMMARY_LINES if line not in artifact.splitlines()]
         checks.append(
             Check(
                 "artifact",
                 Status.FAIL if missing else Status.OK,
-                f"{ARTIFACT} holds {artifact.strip()!r}"
+                f"{example.SUMMARY_FILE} holds {artifact.strip()!r}"
                 + (f", expected lines {', '.join(missing)}" if missing else ""),
             )
         )

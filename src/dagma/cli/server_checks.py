@@ -1,8 +1,9 @@
 """MLflow Tracking server checks: name, port, health, version, Host header, login, experiment.
 
-Every step has a short timeout capped by the command's :class:`~dagma.cli.budget.Deadline`,
-and HTTP goes through MLflow's own ``rest_utils`` with retries off: the client's default
-retries take minutes against a server that does not answer. DNS and TCP use ``socket``.
+Every step has a short timeout capped by the command's :class:`~dagma.cli.deadline.Deadline`.
+HTTP goes through :mod:`dagma.mlflow_server` (MLflow's own ``http_request``, retries off:
+the client's default retries take minutes against a server that does not answer); the
+API check is its probe, the same request a run's first one is. DNS and TCP use ``socket``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
-from dagma.cli.budget import Deadline
+from dagma import mlflow_server
+from dagma.cli.deadline import Deadline
 from dagma.cli.report import Check, Status
+from dagma.mlflow_server import Answer, Outcome
 
 STEP_TIMEOUT = 3.0  # seconds for one DNS lookup, connect or HTTP request
 PROXIED_SCHEME = "mlflow-artifacts:"
-# MLflow's HostValidationMiddleware answers 403 with this text (mlflow.server.security_utils).
-INVALID_HOST_TEXT = "Invalid Host header"
 DEFAULT_EXPERIMENT_ID = "0"  # always exists; new experiments get its artifact root's sibling
 
 
@@ -55,16 +56,6 @@ class TrackingServer:
         """The ``Host`` header clients send: the port only when it is not the scheme's default."""
         parsed = urlparse(self.uri)
         return f"{self.host}:{parsed.port}" if parsed.port else self.host
-
-
-def describe_error(exc: BaseException) -> str:
-    """A network error as one short line (MLflow and gql wrap requests' errors at length)."""
-    text = " ".join(str(exc).split())
-    if "ReadTimeout" in text or "timed out" in text:
-        return "no answer in time (the connection was accepted, then nothing came back)"
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def resolve(server: TrackingServer, deadline: Deadline) -> Check:
@@ -114,50 +105,32 @@ def connect(server: TrackingServer, deadline: Deadline) -> Check:
         )
 
 
-def _rest_utils(deadline: Deadline) -> Any:
-    """MLflow's rest_utils; the first import (seconds of CPU) is not charged to the budget,
-    which bounds time spent *waiting* for the network."""
+def _import_mlflow(deadline: Deadline) -> None:
+    """Import MLflow's HTTP code; the first import (seconds of CPU) is not charged to the
+    budget, which bounds time spent *waiting* for the network."""
     started = time.monotonic()
-    from mlflow.utils import rest_utils
+    from mlflow.utils import rest_utils  # noqa: F401
 
     deadline.extend(time.monotonic() - started)
-    return rest_utils
 
 
-def request(
-    creds: Any, endpoint: str, deadline: Deadline, method: str = "GET", **kwargs: Any
-) -> Any:
-    """One HTTP request through MLflow's rest_utils: no retries, a short timeout, any status."""
-    http_request = _rest_utils(deadline).http_request
-    return http_request(
-        creds,
-        endpoint,
-        method,
-        max_retries=0,
-        backoff_factor=0,
-        timeout=deadline.timeout(STEP_TIMEOUT),
-        raise_on_status=False,
-        **kwargs,
-    )
-
-
-def env_creds(server: TrackingServer) -> Any:
-    """MLflow's host credentials for the URI, as the client builds them from its environment."""
-    from mlflow.utils.credentials import get_default_host_creds
-
-    return get_default_host_creds(server.uri)
+def _request(server: TrackingServer, endpoint: str, deadline: Deadline) -> Any:
+    """One GET with MLflow's credentials from the environment, no retries, a short timeout."""
+    creds = mlflow_server.host_creds(server.uri)
+    return mlflow_server.request(creds, endpoint, deadline.timeout(STEP_TIMEOUT))
 
 
 def health(server: TrackingServer, deadline: Deadline) -> Check:
     """``/health`` answers 200 (it is exempt from MLflow's Host header check)."""
-    _rest_utils(deadline)  # the first MLflow import happens here
+    _import_mlflow(deadline)  # the first MLflow import happens here
+    timeout = deadline.timeout(STEP_TIMEOUT)
     try:
-        response = request(env_creds(server), "/health", deadline)
+        response = mlflow_server.request(mlflow_server.host_creds(server.uri), "/health", timeout)
     except Exception as exc:
         return Check(
             "health",
             Status.FAIL,
-            f"{server.uri}/health: {describe_error(exc)}",
+            f"{server.uri}/health: {mlflow_server.describe_failure(exc, timeout)}",
             "something accepts connections there but it is not a working MLflow server: "
             f"check the server's logs, or correct {server.setting}",
         )
@@ -177,9 +150,10 @@ def version(server: TrackingServer, deadline: Deadline) -> Check:
 
     client_version = mlflow.__version__
     try:
-        response = request(env_creds(server), "/version", deadline)
+        response = _request(server, "/version", deadline)
     except Exception as exc:
-        return Check("version", Status.WARN, f"/version did not answer: {describe_error(exc)}")
+        reason = mlflow_server.describe_failure(exc)
+        return Check("version", Status.WARN, f"/version did not answer: {reason}")
     server_version = response.text.strip()
     if response.status_code != 200 or not server_version[:1].isdigit():
         return Check("version", Status.WARN, f"/version answered HTTP {response.status_code}")
@@ -217,31 +191,27 @@ def _supplied_login(creds: Any) -> str | None:
     return None
 
 
-def _experiment_endpoint(name: str) -> str:
-    return "/api/2.0/mlflow/experiments/get-by-name?" + urlencode({"experiment_name": name})
-
-
 def api_access(server: TrackingServer, experiment: str, deadline: Deadline) -> list[Check]:
-    """A real API call (the experiment lookup) with the configured Host header and login.
+    """The run's own first request (:func:`dagma.mlflow_server.probe`: the experiment lookup)
+    with the configured Host header and login.
 
     Yields the ``host-header``, ``credentials``, ``experiment`` and ``artifacts`` checks;
     the later ones are only as meaningful as the earlier ones allow.
     """
-    creds = env_creds(server)
+    creds = mlflow_server.host_creds(server.uri)
     login = _supplied_login(creds)
-    endpoint = _experiment_endpoint(experiment)
-    try:
-        response = request(creds, endpoint, deadline)
-    except Exception as exc:
+    timeout = deadline.timeout(STEP_TIMEOUT)
+    answer = mlflow_server.probe(server.uri, experiment, timeout, creds=creds)
+    if answer.outcome is Outcome.NO_ANSWER:
         return [
             Check(
                 "host-header",
                 Status.FAIL,
-                f"the API call {endpoint} got no answer: {describe_error(exc)}",
+                f"the API call {mlflow_server.EXPERIMENT_BY_NAME} got no answer: {answer.reason}",
                 "check the server's logs (its database may be unreachable)",
             )
         ]
-    if response.status_code == 403 and INVALID_HOST_TEXT in response.text:
+    if answer.outcome is Outcome.HOST_REFUSED:
         return [_host_refused(server)]
     checks = [
         Check(
@@ -250,21 +220,21 @@ def api_access(server: TrackingServer, experiment: str, deadline: Deadline) -> l
             f"the server accepts Host {server.host_header!r} on API calls",
         )
     ]
-    checks.append(_credentials(server, creds, login, response, deadline))
+    checks.append(_credentials(server, creds, login, answer, deadline))
     if checks[-1].status is Status.FAIL:
         return checks
-    if response.status_code not in (200, 404):
+    if answer.outcome is Outcome.NOT_MLFLOW:
         checks.append(
             Check(
                 "experiment",
                 Status.FAIL,
-                f"looking up experiment {experiment!r} answered HTTP {response.status_code}: "
-                f"{response.text[:160]!r}",
+                f"looking up experiment {experiment!r} answered HTTP {answer.status_code}: "
+                f"{answer.text[:160]!r}",
                 "check the server's logs",
             )
         )
         return checks
-    checks.extend(_experiment_and_artifacts(server, creds, experiment, response, deadline))
+    checks.extend(_experiment_and_artifacts(server, experiment, answer, deadline))
     return checks
 
 
@@ -281,14 +251,14 @@ def _host_refused(server: TrackingServer) -> Check:
 
 
 def _credentials(
-    server: TrackingServer, creds: Any, login: str | None, response: Any, deadline: Deadline
+    server: TrackingServer, creds: Any, login: str | None, answer: Answer, deadline: Deadline
 ) -> Check:
     """Does the server ask for a login, and does the environment supply a good one?"""
     supply = (
         "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (in the cluster they come "
         "from the release's Secret, see the chart's NOTES)"
     )
-    if response.status_code == 401:
+    if answer.outcome is Outcome.LOGIN_REFUSED and answer.status_code == 401:
         if login is None:
             return Check(
                 "credentials",
@@ -302,7 +272,7 @@ def _credentials(
             f"the server refused the login the environment supplies: {login}",
             f"correct the credentials; {supply}",
         )
-    if response.status_code == 403:
+    if answer.outcome is Outcome.LOGIN_REFUSED:  # 403: this login may not read experiments
         return Check(
             "credentials",
             Status.FAIL,
@@ -312,9 +282,10 @@ def _credentials(
         )
     if login is None:
         return Check("credentials", Status.OK, "the server does not ask for a login")
-    try:
-        anonymous = request(_anonymous(creds), _experiment_endpoint("Default"), deadline)
-    except Exception:
+    anonymous = mlflow_server.probe(
+        server.uri, "Default", deadline.timeout(STEP_TIMEOUT), creds=_anonymous(creds)
+    )
+    if anonymous.outcome is Outcome.NO_ANSWER:
         return Check("credentials", Status.OK, f"{login} is accepted")
     if anonymous.status_code == 401:
         return Check("credentials", Status.OK, f"the server asks for a login; {login} is accepted")
@@ -324,9 +295,9 @@ def _credentials(
 
 
 def _experiment_and_artifacts(
-    server: TrackingServer, creds: Any, name: str, response: Any, deadline: Deadline
+    server: TrackingServer, name: str, answer: Answer, deadline: Deadline
 ) -> list[Check]:
-    if response.status_code == 404:
+    if answer.outcome is Outcome.MISSING:
         found = Check(
             "experiment",
             Status.OK,
@@ -335,12 +306,13 @@ def _experiment_and_artifacts(
         # New experiments take the server's default artifact root, which Default shows.
         endpoint = "/api/2.0/mlflow/experiments/get?experiment_id=" + DEFAULT_EXPERIMENT_ID
         try:
-            default = request(creds, endpoint, deadline)
+            default = _request(server, endpoint, deadline)
             location = json.loads(default.text)["experiment"]["artifact_location"]
         except Exception as exc:
-            return [found, Check("artifacts", Status.WARN, f"not checked: {describe_error(exc)}")]
+            reason = mlflow_server.describe_failure(exc)
+            return [found, Check("artifacts", Status.WARN, f"not checked: {reason}")]
         return [found, artifact_location(location, f"new experiments (as {name!r} will be)")]
-    experiment = json.loads(response.text)["experiment"]
+    experiment = answer.experiment or {}
     experiment_id = experiment["experiment_id"]
     if experiment.get("lifecycle_stage") == "deleted":
         return [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, Definitions, asset
 
-from dagma.defs.models.resources import MlflowRunRecorder, MlflowTrackingResource
+from dagma import MlflowRunRecorder, MlflowTrackingResource
 from dagma.settings import load_settings
 
 

@@ -2,8 +2,8 @@
 
 from dagster import Definitions
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowStubResource
+from dagma import MlflowStubResource
+from dagma.defs.train_model import train_model_stub
 
 defs = Definitions(
     assets=[train_model_stub],

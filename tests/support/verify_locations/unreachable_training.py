@@ -2,8 +2,8 @@
 
 from dagster import Definitions
 
-from dagma.defs.models.assets import train_model_stub
-from dagma.defs.models.resources import MlflowTrackingResource
+from dagma import MlflowTrackingResource
+from dagma.defs.train_model import train_model_stub
 
 NOTHING_LISTENS = "http://127.0.0.1:9"  # the discard port; no test starts anything there
 

@@ -1,5 +1,7 @@
 """``dagma doctor --write-test``: a throw-away run with a param, a metric and an artifact.
 
+(Named ``write_check`` so that pytest, which collects ``*_test.py`` files, leaves it alone.)
+
 It goes through the official ``MlflowClient``, as runs do, into the configured
 experiment; everything is read back, then the run is deleted.
 """
@@ -7,24 +9,22 @@ experiment; everything is read back, then the run is deleted.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from urllib.parse import urlparse
 
-from dagma.cli.budget import Deadline
+from dagma import local_store
+from dagma.cli.deadline import Deadline
 from dagma.cli.report import Check, Status
-from dagma.defs.models.tracking import open_sqlite_store
+from dagma.settings import mlflow_client_variables
 
 PARAM = ("dagma_doctor_param", "42")
 METRIC = ("dagma_doctor_metric", 0.5)
 ARTIFACT = "dagma-doctor/write-test.txt"
 
 
-@contextlib.contextmanager
-def bounded_requests(timeout: float) -> Iterator[None]:
+def bounded_requests(timeout: float) -> AbstractContextManager[None]:
     """Run the block with MLflow's HTTP timeout set to ``timeout`` s, no retries, no progress bar.
 
     These are MLflow's own knobs, which it reads at each call: the client has no per-call
@@ -35,23 +35,14 @@ def bounded_requests(timeout: float) -> Iterator[None]:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
-    saved = {name: os.environ.get(name) for name in limits}
-    os.environ.update(limits)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return mlflow_client_variables(limits, replace=True)
 
 
 def _experiment_id(client: object, uri: str, name: str) -> str:
-    if urlparse(uri).scheme == "sqlite":
+    if local_store.is_sqlite(uri):
         # Open the database the way runs do, artifacts beside it: MLflow's client would
         # create it with the Default experiment's artifacts under ./mlruns of this directory.
-        store = open_sqlite_store(uri)
+        store = local_store.open_sqlite_store(uri)
         experiment = store.get_experiment_by_name(name)
         return experiment.experiment_id if experiment else store.create_experiment(name)
     experiment = client.get_experiment_by_name(name)  # type: ignore[attr-defined]
@@ -60,12 +51,13 @@ def _experiment_id(client: object, uri: str, name: str) -> str:
     return client.create_experiment(name)  # type: ignore[attr-defined]
 
 
-def write_test(uri: str, experiment: str, deadline: Deadline) -> Check:
+def write_check(uri: str, experiment: str, deadline: Deadline) -> Check:
     """Create a run, log to it, read it back, delete it; one check with what happened."""
     from mlflow import MlflowClient
 
-    if urlparse(uri).scheme == "sqlite":
-        open_sqlite_store(uri)  # before MlflowClient, which would create the database itself
+    if local_store.is_sqlite(uri):
+        # Before MlflowClient, which would create the database itself.
+        local_store.open_sqlite_store(uri)
     client = MlflowClient(tracking_uri=uri)
     marker = uuid.uuid4().hex
     run_id = None

@@ -26,13 +26,15 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from dagma import devserver
+from dagma import example
+from dagma.dev import local_mlflow
+from dagma.settings import mlflow_client_variables
 
 PROJECT_ROOT = Path.cwd()
 SERVER_DIR = PROJECT_ROOT / ".mlflow-local"
 DAGSTER_HOME = PROJECT_ROOT / ".dagster-home"
 PID_FILE = SERVER_DIR / "server.pid"
-ASSET = "train_model_stub"
+ASSET = example.ASSET
 SERVER_START_TIMEOUT = 120.0
 DAGSTER_STOP_GRACE = 60.0  # dagster dev waits for its webserver and daemon to finish
 
@@ -48,38 +50,38 @@ def fail(message: str) -> NoReturn:
 
 def _next_free_port(port: int) -> int:
     return next(
-        (p for p in range(port + 1, port + 100) if not devserver.port_in_use(p)),
-        devserver.free_port(),
+        (p for p in range(port + 1, port + 100) if not local_mlflow.port_in_use(p)),
+        local_mlflow.free_port(),
     )
 
 
 def _port_taken(port: int, variable: str, target: str, why: str = "") -> NoReturn:
-    error = devserver.PortInUseError(port, devserver.port_holder(port))
+    error = local_mlflow.PortInUseError(port, local_mlflow.port_holder(port))
     fail(
         f"{error}{why}. Stop that process, or use another port: "
         f"make {target} {variable}={_next_free_port(port)}"
     )
 
 
-def ensure_server(port: int, target: str = "demo") -> devserver.LocalMlflowServer:
+def ensure_server(port: int, target: str = "demo") -> local_mlflow.LocalMlflowServer:
     """A healthy local MLflow server on ``port``: the one answering there, or a new one.
 
     A new one runs in its own session (a Ctrl-C in the terminal does not reach it)
     and its pid goes to ``.mlflow-local/server.pid`` for ``make demo-stop``.
     """
     url = f"http://127.0.0.1:{port}"
-    if devserver.is_healthy(url):
+    if local_mlflow.is_healthy(url):
         step(f"reusing the MLflow server already answering at {url}")
-        return devserver.LocalMlflowServer(url=url, data_dir=None, process=None)
-    if devserver.port_in_use(port):  # before starting anything: fail at once
+        return local_mlflow.LocalMlflowServer(url=url, data_dir=None, process=None)
+    if local_mlflow.port_in_use(port):  # before starting anything: fail at once
         _port_taken(port, "MLFLOW_PORT", target, ", and no MLflow server answers there")
     step(f"starting a local MLflow server at {url} (data in {SERVER_DIR}; usually ~15 s)")
     started = time.monotonic()
     try:
-        server = devserver.start(SERVER_DIR, port, SERVER_START_TIMEOUT, detached=True)
-    except devserver.PortInUseError:  # taken in the meantime
+        server = local_mlflow.start(SERVER_DIR, port, SERVER_START_TIMEOUT, detached=True)
+    except local_mlflow.PortInUseError:  # taken in the meantime
         _port_taken(port, "MLFLOW_PORT", target)
-    except devserver.ServerStartError as error:
+    except local_mlflow.ServerStartError as error:
         fail(str(error))
     assert server.process is not None
     PID_FILE.write_text(str(server.process.pid))
@@ -93,7 +95,7 @@ def stop_server() -> None:
         step("no demo MLflow server recorded; nothing to stop")
         return
     pid = int(PID_FILE.read_text())
-    devserver.stop_process_group(pid)
+    local_mlflow.stop_process_group(pid)
     step(f"stopped the demo MLflow server (pid {pid})")
     PID_FILE.unlink()
 
@@ -136,17 +138,18 @@ def latest_mlflow_run_id() -> str:
 
 def show_run(url: str, run_id: str) -> None:
     """Print the run as MLflow stores it: params, metrics, the artifact, the UI link."""
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # keep the demo's output tidy
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=url)
     run = client.get_run(run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        artifact = Path(client.download_artifacts(run_id, "train_summary.txt", tmp)).read_text()
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # keep the demo's output tidy
+    with mlflow_client_variables(quiet, replace=True), tempfile.TemporaryDirectory() as tmp:
+        summary = client.download_artifacts(run_id, example.SUMMARY_FILE, tmp)
+        artifact = Path(summary).read_text()
     print(f"\nMLflow run   {run_id}  ({run.info.status})")
     print(f"params       {run.data.params}")
     print(f"metrics      {run.data.metrics}")
-    print("artifact     train_summary.txt:")
+    print(f"artifact     {example.SUMMARY_FILE}:")
     print("".join(f"               {line}\n" for line in artifact.splitlines()), end="")
     if url.startswith("sqlite:"):  # no server: MLflow's UI opens the store itself
         print(f"UI           mlflow ui --backend-store-uri {url}")
@@ -156,7 +159,7 @@ def show_run(url: str, run_id: str) -> None:
 
 def dev(mlflow_port: int, dagster_port: int) -> int:
     """MLflow server plus ``dagster dev`` until Ctrl-C; then stop what this started."""
-    if devserver.port_in_use(dagster_port):
+    if local_mlflow.port_in_use(dagster_port):
         _port_taken(dagster_port, "DAGSTER_PORT", "dev")
     server = ensure_server(mlflow_port, target="dev")
     dagster_url = f"http://127.0.0.1:{dagster_port}"
@@ -178,7 +181,7 @@ def dev(mlflow_port: int, dagster_port: int) -> int:
         code = 0
     finally:
         step("stopping dagster dev (webserver, daemon, code server)")
-        clean = devserver.stop_process_group(
+        clean = local_mlflow.stop_process_group(
             dagster.pid, signal.SIGINT, DAGSTER_STOP_GRACE, child=dagster
         )
         step("dagster dev stopped" + ("" if clean else " (killed what was left)"))

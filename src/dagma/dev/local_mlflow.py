@@ -1,4 +1,4 @@
-"""A local MLflow Tracking server for development: ``make demo``, ``make dev`` and the tests.
+"""The local MLflow Tracking server of ``make demo``, ``make dev``, the tests and the benchmark.
 
 It runs the way the in-cluster chart runs it: a SQLite backend store and
 *proxied* artifacts (``--serve-artifacts --artifacts-destination``), so clients

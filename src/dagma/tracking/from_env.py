@@ -16,8 +16,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from dagma.defs.models.resources import MlflowStubResource, MlflowTrackingResource
 from dagma.settings import SettingsError, TrackingSettings, load_settings
+from dagma.tracking.resource import MlflowTrackingResource
+from dagma.tracking.stub import MlflowStubResource
 
 
 def mlflow_resource_for(settings: TrackingSettings) -> MlflowTrackingResource | MlflowStubResource:

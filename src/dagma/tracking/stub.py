@@ -1,7 +1,7 @@
 """``MlflowStubResource``: the same API as the tracking resource, kept in memory, no server.
 
 It refuses exactly what the tracking resource refuses (the checks live in
-:mod:`.recorder`, shared by both), so an asset that passes with tracking off does
+:mod:`.checks`, shared by both), so an asset that passes with tracking off does
 not fail when tracking is turned on.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from dagster import AssetExecutionContext
 from pydantic import PrivateAttr
 
-from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus
+from dagma.tracking.recorder import MlflowRunRecorder, RunStatus
 
 
 @dataclass

@@ -6,7 +6,9 @@ its tags), one ``log_batch`` of the params, metrics and tags (buffered; see
 process adds two: looking the experiment up, which doubles as the reachability
 check (no retries, a short timeout; a server not up yet is waited for up to
 ``MLFLOW_SERVER_WAIT_SECONDS``) and is then cached for the process, and one
-search for runs that finished Dagster runs left RUNNING (:mod:`.abandoned_runs`).
+search for runs that finished Dagster runs left RUNNING (:mod:`.run_endings`). The
+lookup is :mod:`dagma.mlflow_server`'s probe; each refusal raises its own error
+(:mod:`.errors`).
 
 The run is created with ``mlflow.start_run``, so it is also MLflow's active run and
 direct ``mlflow.*`` calls in the asset (autolog, ``log_model``) land in it, at no
@@ -19,45 +21,38 @@ server, no reachability check; the UI is opened with ``mlflow ui --backend-store
 
 from __future__ import annotations
 
-import os
 import posixpath
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlparse
 
-from dagster import AssetExecutionContext, Failure, InitResourceContext, MetadataValue
+from dagster import AssetExecutionContext, InitResourceContext, MetadataValue
 from pydantic import PrivateAttr
 
-from dagma.defs.models.abandoned_runs import end_abandoned_runs
-from dagma.defs.models.batching import LogBuffer
-from dagma.defs.models.recorder import MlflowRunRecorder, RunStatus, failure_tags
-from dagma.settings import (
-    SERVER_WAIT_VARIABLE,
-    HttpRequestSettings,
-    is_local_store,
-    local_store_path,
+from dagma import local_store, mlflow_server
+from dagma.mlflow_server import Answer, Outcome
+from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, mlflow_client_variables
+from dagma.tracking.batching import LogBuffer
+from dagma.tracking.errors import (
+    MlflowHostRefusedError,
+    MlflowLoginRefusedError,
+    MlflowServerError,
+    MlflowServerUnreachableError,
+    NotAnMlflowServerError,
 )
+from dagma.tracking.recorder import MlflowRunRecorder, RunStatus, failure_tags
+from dagma.tracking.run_endings import end_abandoned_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
 SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
-SERVER_POLL_SECONDS = 2.0  # between tries while waiting for a server that does not answer yet
-# Experiment ids by (tracking URI, experiment name): looked up once per process, when the
-# experiment's abandoned runs are also ended.
+# Experiment ids by (tracking URI, experiment name), found once per process; the first run in
+# an experiment also ends the runs finished Dagster runs left RUNNING in it.
 _experiment_ids: dict[tuple[str, str], str] = {}
-
-
-class MlflowUnreachableError(Failure):
-    """The MLflow Tracking server did not answer; tracking never falls back to the stub.
-
-    A Dagster ``Failure``: Dagster reports its message as the step's error as is,
-    instead of wrapping it under a generic "Error occurred while executing op".
-    """
+# (experiment id, lifecycle stage) of an experiment looked up by name
+FoundExperiment = tuple[str, str]
 
 
 def import_mlflow() -> Any:
@@ -123,12 +118,20 @@ class MlflowTrackingResource(MlflowRunRecorder):
             backoff_factor=self.http_backoff_factor,
             timeout_seconds=self.http_timeout_seconds,
         )
-        with _environment_defaults(bounds.as_env()), super().yield_for_execution(context) as res:
-            yield res
+        with (
+            mlflow_client_variables(bounds.as_env()),
+            super().yield_for_execution(context) as resource,
+        ):
+            yield resource
 
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
-        experiment_id = self._experiment_id(context)
+        key = (self.tracking_uri, self.experiment)
+        experiment_id = _experiment_ids.get(key)
+        if experiment_id is None:  # the first run in this experiment in this process
+            experiment_id = self._find_or_create_experiment(context)
+            self._end_abandoned_runs(context, experiment_id)
+            _experiment_ids[key] = experiment_id
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
         active = mlflow.start_run(
@@ -237,7 +240,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
     @property
     def local_store(self) -> bool:
         """Whether runs go to a store on this machine's disk (no server)."""
-        return is_local_store(self.tracking_uri)
+        return local_store.is_local_store(self.tracking_uri)
 
     def _mlflow_client(self) -> MlflowClient:
         if self._client is None:
@@ -257,35 +260,22 @@ class MlflowTrackingResource(MlflowRunRecorder):
                 f"finished Dagster runs had left RUNNING: {', '.join(ended)}"
             )
 
-    # -- the experiment, once per process -------------------------------------
-
-    def _experiment_id(self, context: AssetExecutionContext) -> str:
-        key = (self.tracking_uri, self.experiment)
-        if key not in _experiment_ids:
-            experiment_id = self._find_or_create_experiment(context)
-            self._end_abandoned_runs(context, experiment_id)
-            _experiment_ids[key] = experiment_id
-        return _experiment_ids[key]
+    # -- the experiment ----------------------------------------------------------
 
     def _find_or_create_experiment(self, context: AssetExecutionContext) -> str:
+        """The experiment's id, created when it does not exist; refused when it is deleted."""
         from mlflow.exceptions import MlflowException
 
-        if urlparse(self.tracking_uri).scheme == "sqlite":
-            # Creates the database (and its Default experiment) on first use, artifacts beside it.
-            store = open_sqlite_store(self.tracking_uri)
-            experiment = store.get_experiment_by_name(self.experiment)
-        elif self.local_store:
-            experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
-        else:
-            experiment = self._server_experiment(context)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
+        found = self._look_up_experiment(context)
+        if found is not None:
+            experiment_id, lifecycle_stage = found
+            if lifecycle_stage == "deleted":
                 raise RuntimeError(
                     f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted: "
                     f"restore it (`mlflow experiments restore --experiment-id "
-                    f"{experiment.experiment_id}`) or set MLFLOW_EXPERIMENT to another name."
+                    f"{experiment_id}`) or set MLFLOW_EXPERIMENT to another name."
                 )
-            return experiment.experiment_id
+            return experiment_id
         try:
             return self._create_experiment()
         except MlflowException:
@@ -295,109 +285,97 @@ class MlflowTrackingResource(MlflowRunRecorder):
                 raise
             return experiment.experiment_id
 
+    def _look_up_experiment(self, context: AssetExecutionContext) -> FoundExperiment | None:
+        if local_store.is_sqlite(self.tracking_uri):
+            # Creates the database (and its Default experiment) on first use, artifacts beside it.
+            store = local_store.open_sqlite_store(self.tracking_uri)
+            experiment = store.get_experiment_by_name(self.experiment)
+        elif self.local_store:
+            experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
+        else:
+            return self._server_experiment(context)
+        if experiment is None:
+            return None
+        return experiment.experiment_id, experiment.lifecycle_stage
+
     def _create_experiment(self) -> str:
-        if urlparse(self.tracking_uri).scheme == "sqlite":
-            return open_sqlite_store(self.tracking_uri).create_experiment(self.experiment)
+        if local_store.is_sqlite(self.tracking_uri):
+            return local_store.open_sqlite_store(self.tracking_uri).create_experiment(
+                self.experiment
+            )
         return self._mlflow_client().create_experiment(self.experiment)
 
-    def _server_experiment(self, context: AssetExecutionContext) -> Any:
-        """Look the experiment up, failing in seconds with the fix when no server answers.
+    def _server_experiment(self, context: AssetExecutionContext) -> FoundExperiment | None:
+        """Look the experiment up at the server, failing in seconds with the fix when it
+        cannot be used.
 
-        MLflow's client retries for minutes on a closed port and has no per-call
-        override, so this first request goes through MLflow's own ``http_request``
-        with no retries and a short timeout; it doubles as the reachability check.
-        A server that does not answer yet (restarting) is tried again every couple of
-        seconds for ``server_wait_seconds``; an HTTP answer is never tried again.
+        The lookup is :func:`dagma.mlflow_server.probe_waiting`: no retries and a short
+        timeout, so it doubles as the reachability check. A server that does not answer yet
+        (restarting) is tried again every couple of seconds for ``server_wait_seconds``; an
+        HTTP answer is never tried again.
         """
-        import_mlflow()
-        from mlflow.entities import Experiment
-        from mlflow.protos.service_pb2 import GetExperimentByName
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.proto_json_utils import parse_dict
-        from mlflow.utils.rest_utils import http_request
+        import_mlflow()  # the probe goes through MLflow's http_request: say how to install it
 
-        where = f"MLflow Tracking server at {self.tracking_uri} (from {self.tracking_uri_source})"
+        def waiting(first: Answer) -> None:
+            context.log.warning(
+                f"{self._where} not answering yet ({first.reason}); waiting up to "
+                f"{self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE})"
+            )
+
+        answer = mlflow_server.probe_waiting(
+            self.tracking_uri,
+            self.experiment,
+            self.connect_timeout_seconds,
+            self.server_wait_seconds,
+            on_wait=waiting,
+        )
+        if answer.waited_seconds is not None and answer.outcome is not Outcome.NO_ANSWER:
+            context.log.info(f"{self._where} answered after {answer.waited_seconds:.0f} s")
+        if answer.outcome is Outcome.FOUND:
+            assert answer.experiment is not None
+            return answer.experiment["experiment_id"], answer.experiment.get(
+                "lifecycle_stage", "active"
+            )
+        if answer.outcome is Outcome.MISSING:
+            return None
+        raise self._server_error(answer)
+
+    @property
+    def _where(self) -> str:
+        return f"MLflow Tracking server at {self.tracking_uri} (from {self.tracking_uri_source})"
+
+    def _server_error(self, answer: Answer) -> MlflowServerError:
+        """The error for an answer that leaves the server unusable: what happened, and the fix."""
+        where = self._where
         fix = (
             f"Start the server or correct {self.tracking_uri_source}; to run without MLflow, "
             "set MLFLOW_USE_TRACKING=false."
         )
-        started = time.monotonic()
-        deadline = started + self.server_wait_seconds
-        waiting = False
-        while True:
-            try:
-                response = http_request(
-                    get_default_host_creds(self.tracking_uri),
-                    EXPERIMENT_BY_NAME,
-                    "GET",
-                    params={"experiment_name": self.experiment},
-                    max_retries=0,
-                    backoff_factor=0,
-                    timeout=self.connect_timeout_seconds,
-                    raise_on_status=False,
+        if answer.outcome is Outcome.NO_ANSWER:
+            waited = ""
+            if answer.waited_seconds is not None:
+                waited = (
+                    f" after waiting {self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE}; "
+                    "raise it if the server takes longer to start)"
                 )
-                break
-            except Exception as exc:
-                # The cause's traceback repeats the same thing at length: the reason is enough.
-                reason = unreachable_reason(exc, self.connect_timeout_seconds)
-                left = deadline - time.monotonic()
-                if left <= 0 or not no_answer(exc):
-                    raise MlflowUnreachableError(
-                        f"{where} is not reachable ({reason}){self._waited(waiting)}. {fix}"
-                    ) from None
-                if not waiting:
-                    context.log.warning(
-                        f"{where} not answering yet ({reason}); waiting up to "
-                        f"{self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE})"
-                    )
-                    waiting = True
-                time.sleep(min(SERVER_POLL_SECONDS, left))
-        if waiting:
-            context.log.info(f"{where} answered after {time.monotonic() - started:.0f} s")
-        if response.status_code == 200:
-            found = GetExperimentByName.Response()
-            parse_dict(response.json(), found)  # fills ``found`` in place
-            return Experiment.from_proto(found.experiment)
-        if response.status_code == 404 and "RESOURCE_DOES_NOT_EXIST" in response.text:
-            return None
-        if response.status_code == 403 and "Invalid Host header" in response.text:
-            raise MlflowUnreachableError(
+            return MlflowServerUnreachableError(
+                f"{where} is not reachable ({answer.reason}){waited}. {fix}"
+            )
+        if answer.outcome is Outcome.HOST_REFUSED:
+            return MlflowHostRefusedError(
                 f"{where} refused the request (403): the server's --allowed-hosts does not list "
                 f"this host name. Add it to the server's allowed hosts. {fix}"
             )
-        if response.status_code in (401, 403):
-            raise MlflowUnreachableError(
-                f"{where} refused the credentials (HTTP {response.status_code}): set "
+        if answer.outcome is Outcome.LOGIN_REFUSED:
+            return MlflowLoginRefusedError(
+                f"{where} refused the credentials (HTTP {answer.status_code}): set "
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
-                f"to an account that may read and create experiments. {response.text[:200]!r}"
+                f"to an account that may read and create experiments. {answer.text!r}"
             )
-        raise MlflowUnreachableError(
-            f"{where} answered HTTP {response.status_code} to {EXPERIMENT_BY_NAME}: "
-            f"{response.text[:200]!r}. Is it an MLflow Tracking server? {fix}"
+        return NotAnMlflowServerError(
+            f"{where} answered HTTP {answer.status_code} to {mlflow_server.EXPERIMENT_BY_NAME}: "
+            f"{answer.text!r}. Is it an MLflow Tracking server? {fix}"
         )
-
-    def _waited(self, waited: bool) -> str:
-        """What the error adds when the server was waited for, with the setting that bounds it."""
-        if not waited:
-            return ""
-        return (
-            f" after waiting {self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE}; raise it "
-            "if the server takes longer to start)"
-        )
-
-
-def open_sqlite_store(tracking_uri: str) -> Any:
-    """MLflow's database store for ``sqlite:///…``, with artifacts kept next to the database file.
-
-    MLflow's client would put them under ./mlruns of whatever directory the
-    process happens to run in (and record that path for the Default experiment
-    when it creates the database), which differs between run pods and `dagster dev`.
-    """
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    database = Path(local_store_path(tracking_uri))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return SqlAlchemyStore(tracking_uri, str(database.parent / "mlartifacts"))
 
 
 def _no_run_link_print() -> AbstractContextManager[None]:
@@ -406,53 +384,4 @@ def _no_run_link_print() -> AbstractContextManager[None]:
     The resource has logged the run's link already. Only for this call, so other
     code in the process keeps MLflow's default; a user's explicit setting wins.
     """
-    return _environment_defaults({SUPPRESS_RUN_LINK: "true"})
-
-
-@contextmanager
-def _environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
-    """MLflow's own variables set for the block where unset (a user's setting wins), then unset."""
-    added = [name for name in defaults if name not in os.environ]
-    os.environ.update({name: defaults[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
-def no_answer(error: BaseException) -> bool:
-    """Whether a request failed for want of an answer (refused, unresolved, timed out).
-
-    Only these are waited out: a restarting server gives them. A TLS failure is a
-    ``ConnectionError`` too, but trying again would not change it.
-    """
-    import requests
-
-    current: BaseException | None = error
-    for _ in range(10):
-        if current is None or isinstance(current, requests.exceptions.SSLError):
-            return False
-        if isinstance(current, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def unreachable_reason(error: BaseException, timeout: float) -> str:
-    """A few words on why a request failed, from the exception and the ones it wraps."""
-    import requests
-
-    chain = []
-    current: BaseException | None = error
-    while current is not None and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    text = " ".join(str(e) for e in chain)
-    if any(isinstance(e, requests.exceptions.Timeout) for e in chain) or "timed out" in text:
-        return f"no answer within {timeout:g} s"
-    if "refused" in text:
-        return "connection refused"
-    if "resolve" in text or "Name or service not known" in text or "nodename" in text:
-        return "the host name does not resolve"
-    return f"{type(chain[-1]).__name__}: {str(chain[-1])[:200]}"
+    return mlflow_client_variables({SUPPRESS_RUN_LINK: "true"})

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dagster import DagsterInstance, RunsFilter
 
-from dagma.defs.models.recorder import FAILURE_TAG, failure_tags
+from dagma.tracking.recorder import FAILURE_TAG, failure_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
