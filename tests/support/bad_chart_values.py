@@ -2,7 +2,8 @@
 
 Every row is a value that would otherwise render something broken or silently do something
 other than meant: the chart, the values, and the fragments the refusal must contain — the
-value's path for a schema refusal, or the value and the fix for a template ``fail``.
+value's path for a schema refusal, or the value and the fix for a template ``fail``, which
+lists every broken value of the render (``broken`` of them for the row).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Bad(NamedTuple):
     chart: str  # "mlflow" or "dagma"
     values: dict[str, Any]
     says: tuple[str, ...]
+    broken: int = 1  # values a template refusal lists (schema refusals: not counted)
 
 
 def _args(*args: str) -> dict[str, Any]:
@@ -200,8 +202,12 @@ BAD_VALUES: dict[str, Bad] = {
         "mlflow", {"serviceAccount": {"name": "My SA"}}, ("/serviceAccount/name",)
     ),
     # --- charts/mlflow, refused by its templates, with the fix ----------------------------
+    # The flag and its URL (which holds a password) are two bad arguments.
     "arg-backend-store": Bad(
-        "mlflow", _args("--backend-store-uri", DB_URI), ("--backend-store-uri", FIX_ARG)
+        "mlflow",
+        _args("--backend-store-uri", DB_URI),
+        ("extraArgs[0] (--backend-store-uri)", FIX_ARG, "extraArgs[1] (a value)", "password"),
+        broken=2,
     ),
     "arg-artifacts-destination": Bad(
         "mlflow", _args("--artifacts-destination=/data"), ("--artifacts-destination", FIX_ARG)
@@ -225,7 +231,8 @@ BAD_VALUES: dict[str, Bad] = {
     "arg-registry-uri-with-password": Bad(
         "mlflow",
         _args("--registry-store-uri", DB_URI),
-        ("--registry-store-uri", "MLFLOW_REGISTRY_STORE_URI", "secretKeyRef"),
+        ("--registry-store-uri", "MLFLOW_REGISTRY_STORE_URI", "secretKeyRef", "extraArgs[1]"),
+        broken=2,
     ),
     "arg-any-url-with-password": Bad(
         "mlflow", _args("--trace-archival-config", DB_URI), ("extraArgs[1]", "password", "Secret")
@@ -313,6 +320,19 @@ BAD_VALUES: dict[str, Bad] = {
         },
         ("tracking.credentials are set", "tracking.existingSecret (team-login)"),
     ),
+    "user-code-deployments-empty": Bad(
+        "dagma",
+        {"dagster": {"dagster-user-deployments": {"deployments": []}}},
+        ("deployments is empty", "dagma.definitions"),
+    ),
+    "external-mlflow-without-a-uri": Bad(
+        "dagma", EXTERNAL_MLFLOW, ("mlflow.enabled=false", "set tracking.uri")
+    ),
+    "mlflow-login-without-client-credentials": Bad(
+        "dagma",
+        {"mlflow": {"auth": {"enabled": True, "existingSecret": "mlflow-admin"}}},
+        ("mlflow.auth.enabled is true but the MLflow clients have no credentials",),
+    ),
     "client-retries-negative": Bad(
         "dagma", {"tracking": {"http": {"maxRetries": -1}}}, ("/tracking/http/maxRetries",)
     ),
@@ -346,7 +366,7 @@ BAD_VALUES: dict[str, Bad] = {
     "subchart-value-refused-through-umbrella": Bad(
         "dagma",
         {"mlflow": _args("--disable-security-middleware")},
-        ("--disable-security-middleware", NO_SECURITY),
+        ("mlflow.server.extraArgs[0] (--disable-security-middleware)", NO_SECURITY),
     ),
     "subchart-schema-through-umbrella": Bad(
         "dagma", {"mlflow": {"persistence": {"size": "2GB"}}}, ("/persistence/size",)
