@@ -52,6 +52,12 @@ lint: sync
 bench: sync
 	@$(UV) run --frozen python -m benchmarks
 
+.PHONY: chart-docs
+
+## The values tables of charts/*/README.md, written from the `## @param` lines of each values.yaml.
+chart-docs: sync
+	@$(UV) run --frozen python charts/values_tables.py
+
 .PHONY: cluster-up cluster-down
 
 ## A real single-node Kubernetes (binaries built from pinned Go modules, cached in

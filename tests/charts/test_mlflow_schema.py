@@ -1,17 +1,17 @@
-"""charts/mlflow refuses wrong values before anything is installed, and documents the right ones."""
+"""charts/mlflow refuses wrong values before anything is installed.
+
+The @param lines and the README values table: test_values_tables.py.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import helm_python
 import pytest
-import yaml
 from support.helm import CHARTS, render
 
 CHART = CHARTS / "mlflow"
-PARAM = re.compile(r"^\s*## @param (\S+) \S")
 
 
 @pytest.mark.parametrize(
@@ -113,46 +113,6 @@ def test_render_refuses_combinations_with_the_fix(values: dict[str, Any], compla
 def test_umbrella_dependency_condition_is_accepted():
     # charts/dagma may set mlflow.enabled: true; Helm then hands `enabled` to this chart.
     render("mlflow", {"enabled": True, "global": {"anything": 1}})
-
-
-def _leaves(values: Any, prefix: str = "") -> set[str]:
-    """Dotted paths of the values: maps recurse, anything else (lists, scalars, {}) is a leaf."""
-    if isinstance(values, dict) and values:
-        return {p for k, v in values.items() for p in _leaves(v, f"{prefix}{k}.")}
-    return {prefix.rstrip(".")}
-
-
-def _documented() -> set[str]:
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    return {m.group(1) for line in lines if (m := PARAM.match(line))}
-
-
-def test_every_value_is_documented_with_a_param_line():
-    documented = _documented()
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    undocumented = {
-        leaf
-        for leaf in _leaves(values)
-        if not any(leaf == d or leaf.startswith(f"{d}.") for d in documented)
-    }
-    assert not undocumented, f"values without a ## @param line: {sorted(undocumented)}"
-
-
-def test_every_param_line_names_a_value():
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    leaves = _leaves(values)
-    stale = {
-        d
-        for d in _documented()
-        if not any(leaf == d or leaf.startswith(f"{d}.") for leaf in leaves)
-    }
-    assert not stale, f"## @param lines for values that do not exist: {sorted(stale)}"
-
-
-def test_readme_mentions_every_top_level_value():
-    readme = (CHART / "README.md").read_text()
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert [key for key in values if f"`{key}" not in readme] == []
 
 
 def test_chart_documents_its_url_and_port_forward():
