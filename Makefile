@@ -37,7 +37,7 @@ dev: sync
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
 test: sync
-	@$(UV) run --frozen ruff check src tests benchmarks
+	@$(UV) run --frozen ruff check src tests benchmarks localcluster
 	@$(UV) run --frozen pytest -v
 
 ## Heavier variants of the reliability load and fault tests (DAGMA_SOAK=1: tests/support/soak.py).
@@ -46,8 +46,8 @@ soak: sync
 	  tests/reliability/test_server_faults.py
 
 lint: sync
-	@$(UV) run --frozen ruff check src tests benchmarks
-	@$(UV) run --frozen ruff format --check src tests benchmarks
+	@$(UV) run --frozen ruff check src tests benchmarks localcluster
+	@$(UV) run --frozen ruff format --check src tests benchmarks localcluster
 
 bench: sync
 	@$(UV) run --frozen python -m benchmarks
@@ -63,8 +63,8 @@ chart-docs: sync
 ## A real single-node Kubernetes (binaries built from pinned Go modules, cached in
 ## ~/.cache/dagma/cluster); kubeconfig in .cluster/kubeconfig, helm and kubectl in .cluster/bin.
 cluster-up: sync
-	@PYTHONPATH=tests:tests/cluster $(UV) run --frozen python -m localcluster up
+	@$(UV) run --frozen python -m localcluster up
 
 ## Stop every process of the cluster and remove its interfaces and firewall rules (keeps the cache).
 cluster-down: sync
-	@PYTHONPATH=tests:tests/cluster $(UV) run --frozen python -m localcluster down
+	@$(UV) run --frozen python -m localcluster down

@@ -1,47 +1,41 @@
 """Session fixtures of the real cluster: brought up once (or reused if it already runs).
 
-Needs root (interfaces, iptables, mounts) and Go (the binaries are built here): without
-them the tests skip locally and fail under CI=true. A cluster this session started is
-stopped at its end; one that was already running (``make cluster-up``) is left running.
+Needs what :func:`localcluster.prerequisites.missing` lists (root, Go, gcc, Debian's
+docker.io, ...): without it the tests skip locally and fail under CI=true. A cluster this
+session started is stopped at its end; one that was already running
+(``make cluster-up``) is left running.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
-from localcluster import binaries, cluster, engine
-from localcluster.components import Layout
-from support.container.base_image import ensure_base_image
+from support import measurements
 from support.images import ReleaseImages, build_release_images
-from support.measurements import Measure, Measurements
 from support.tools import missing
 
-MEASUREMENTS = Measurements("cluster-measurements", "local cluster measurements")
+from localcluster import cluster, engine, prerequisites
+from localcluster.base_image import ensure_base_image
+from localcluster.components import Layout
 
 
 @pytest.fixture(scope="session")
-def cluster_measure(pytestconfig: pytest.Config) -> Measure:
+def cluster_measure(pytestconfig: pytest.Config) -> measurements.Measure:
     """``cluster_measure(name, value)`` records a figure (printed, never asserted)."""
-    return MEASUREMENTS.recorder(pytestconfig)
+    return measurements.recorder(pytestconfig)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    MEASUREMENTS.summarize(terminalreporter)
+    measurements.summarize(terminalreporter)
 
 
 @pytest.fixture(scope="session")
-def local_cluster(cluster_measure: Measure) -> Iterator[cluster.Started]:
+def local_cluster(cluster_measure: measurements.Measure) -> Iterator[cluster.Started]:
     """The running cluster (started here unless `make cluster-up` already did)."""
-    if os.geteuid() != 0:
-        missing("root", "the local cluster creates interfaces and iptables rules: run as root")
-    if binaries.go_executable() is None:
-        missing("Go", "the cluster's binaries are built from source: install Go 1.26")
-    if shutil.which("gcc") is None:
-        missing("gcc", "the pause image is compiled from Kubernetes' pause.c: apt-get install gcc")
+    for what, how_to_get in prerequisites.missing():
+        missing(what, how_to_get)
     try:
         started = cluster.up()
     except BaseException:
@@ -77,7 +71,7 @@ def core(kube: client.ApiClient) -> client.CoreV1Api:
 
 @pytest.fixture(scope="session")
 def pod_image(local_cluster: cluster.Started) -> str:
-    """An image with python3 in the node's engine (the harness's base image)."""
+    """An image with python3 in the node's engine (the cluster's base image)."""
     return ensure_base_image(engine.docker()).tag
 
 

@@ -21,14 +21,15 @@ from pathlib import Path
 import yaml
 from dagster_release import dagster_objects, external_postgres, machine_overlay
 from kubernetes import client
-from localcluster import engine, images
-from localcluster.cluster import kubectl
-from localcluster.components import Layout
 from official_dagster_chart import find_official_chart, umbrella_with
 from support.dagster_chart import dagster_version_in_lock
 from support.settings import load_test_settings
 from support.umbrella import RELEASE, effective_values, umbrella_dir, values_paths
 from workloads import restricted_namespace, unique, wait_deployment_ready
+
+from localcluster import engine, standins
+from localcluster.cluster import kubectl
+from localcluster.components import Layout
 
 KIND = values_paths(["kind.yaml"])
 
@@ -72,13 +73,13 @@ def installed_release(
     """The release installed and Ready; uninstalled with both namespaces afterwards."""
     official = find_official_chart(load_test_settings().dagster_chart)  # before any change
     core = client.CoreV1Api(kube)
-    standins = images.ensure_release_standins(engine.docker(), pod_image, dagster_version_in_lock())
+    tags = standins.ensure_release_standins(engine.docker(), pod_image, dagster_version_in_lock())
     database = unique(f"{prefix}-db")
     core.create_namespace({"metadata": {"name": database}})
     namespace = restricted_namespace(core, unique(prefix))
     try:
         password = secrets.token_hex(12)
-        host = external_postgres(core, database, standins["postgres"], password)
+        host = external_postgres(core, database, tags["postgres"], password)
         overlay = machine_overlay(host, password)
         overlay_file = workdir / "overlay.yaml"
         overlay_file.write_text(yaml.safe_dump(overlay))
@@ -89,7 +90,7 @@ def installed_release(
         dagster = effective_values(overlay, values_files=KIND)["dagster"]
         if official is None:  # the official chart would have created these
             version = dagster_version_in_lock()
-            objects = dagster_objects(dagster, namespace, standins["dagster"], version)
+            objects = dagster_objects(dagster, namespace, tags["dagster"], version)
             kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
         wait_release_ready(layout, kube, namespace)
         yield Release(namespace, database, dagster)

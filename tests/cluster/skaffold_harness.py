@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from localcluster import binaries, engine
-from localcluster.components import Layout
-from support.container.build import EXTRA_CA_NAME, PROXY_VARS, host_ca_bundle
 from support.helm import ROOT
 from support.umbrella import umbrella_dir
+
+from localcluster import binaries, engine
+from localcluster.components import Layout
+from localcluster.image_build import EXTRA_CA_NAME, host_ca_bundle
+from localcluster.settings import proxy_build_args
 
 CONTEXT = "dagma-local"  # the local cluster's kube context (localcluster.components)
 PROFILE = "local"
@@ -135,7 +137,7 @@ def prepare_copy(
     (copy / "values" / "machine.yaml").write_text(yaml.safe_dump(overlay))
     config = yaml.safe_load((copy / "skaffold.yaml").read_text())
     build_args = {"BASE_IMAGE": base_image}
-    build_args |= {name: os.environ[name] for name in PROXY_VARS if os.environ.get(name)}
+    build_args |= proxy_build_args()
     for artifact in config["build"]["artifacts"]:
         artifact["docker"] |= {"network": "host", "buildArgs": build_args}
     [release] = config["deploy"]["helm"]["releases"]

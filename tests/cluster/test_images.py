@@ -13,8 +13,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from support.helm import ROOT
+from support.images import ReleaseImages, manifest_image_tags
+from support.tools import missing
+
 from localcluster import engine
-from support.container.build import (
+from localcluster.image_build import (
     EXTRA_CA_NAME,
     SYSTEM_CA_BUNDLE,
     build_image,
@@ -23,9 +27,6 @@ from support.container.build import (
     image_size,
     megabytes,
 )
-from support.helm import ROOT
-from support.images import ReleaseImages, manifest_image_tags
-from support.tools import missing
 
 DISTRIBUTIONS = """
 import importlib.metadata as m, sys
@@ -81,6 +82,13 @@ def test_extra_ca_file_leaves_a_users_own_file_alone(tmp_path: Path) -> None:
     with extra_ca_file(target):
         assert target.read_text() == "the user's own bundle\n"
     assert target.read_text() == "the user's own bundle\n"
+
+
+def test_the_engine_that_builds_the_images_has_no_bridge_network(local_cluster) -> None:
+    """The cluster's dockerd runs with ``--bridge=none`` and no iptables rules: builds use
+    the host network, and the engine leaves the host's addresses and firewall alone."""
+    networks = engine.docker().command(["network", "ls", "--format", "{{.Name}}"]).stdout
+    assert "bridge" not in networks.split(), networks
 
 
 def test_failed_build_raises_with_the_failing_step_output(pod_image: str, tmp_path: Path) -> None:

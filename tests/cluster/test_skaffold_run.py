@@ -27,9 +27,6 @@ import pytest
 import yaml
 from dagster_release import dagster_objects, external_postgres, machine_overlay
 from kubernetes import client
-from localcluster import engine, images
-from localcluster.cluster import kubectl
-from localcluster.components import Layout
 from mlflow import MlflowClient
 from skaffold_harness import (
     add_dagster_objects_release,
@@ -48,6 +45,10 @@ from support.umbrella import RELEASE, effective_values, values_paths
 from workloads import restricted_namespace, unique, wait_for
 
 from dagma.dev.local_mlflow import free_port
+from localcluster import engine
+from localcluster.cluster import kubectl
+from localcluster.components import Layout
+from localcluster.standins import ensure_release_standins
 
 KIND = values_paths(["kind.yaml"])
 RUN_TIMEOUT_S = 1800  # a first deploy with cold builds of both images on 2 shared cores
@@ -66,7 +67,7 @@ class Prepared:
 def prepare(core: client.CoreV1Api, pod_image: str, destination: Path, name: str) -> Prepared:
     """Database, restricted namespace and the adapted repository copy for one release."""
     version = dagster_version_in_lock()
-    standins = images.ensure_release_standins(engine.docker(), pod_image, version)
+    standins = ensure_release_standins(engine.docker(), pod_image, version)
     database = unique(f"{name}-db")
     core.create_namespace({"metadata": {"name": database}})
     namespace = restricted_namespace(core, unique(name))

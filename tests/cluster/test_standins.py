@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from dagster_release import check_db_ready, init_user_deployment
 from kubernetes import client
-from localcluster import engine, images
 from support import dagster_manifests
 from support.dagster_chart import dagster_version_in_lock
 from support.umbrella import RELEASE, effective_values, values_paths
@@ -33,6 +32,8 @@ from workloads import (
     wait_for,
     wait_pod_phase,
 )
+
+from localcluster import engine, standins
 
 # The subchart's defaults: persistence.mountPath, securityContext.runAsUser/fsGroup.
 MOUNT = "/bitnami/postgresql"
@@ -54,8 +55,8 @@ def dagster() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def standin_images(pod_image: str) -> dict[str, str]:
     docker = engine.docker()
-    tags = images.ensure_release_standins(docker, pod_image, dagster_version_in_lock())
-    tags["minideb"] = images.ensure_volume_permissions_image(docker, pod_image)
+    tags = standins.ensure_release_standins(docker, pod_image, dagster_version_in_lock())
+    tags["minideb"] = standins.ensure_volume_permissions_image(docker, pod_image)
     return tags
 
 

@@ -6,20 +6,15 @@ the engine given (the local cluster's, so the kubelet runs exactly these), once 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.container.build import EXTRA_CA_NAME, BuildResult, build_image
-from support.container.cli import Docker
+from localcluster.engine import Docker
+from localcluster.image_build import EXTRA_CA_NAME, BuildResult, build_image
 from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
 from support.helm import ROOT
 from support.release import USER_CODE
-from support.tools import missing
 from support.umbrella import effective_values, render_umbrella, values_paths
 
 USER_CODE_DOCKERFILE = Path("images/user_code/Dockerfile")
@@ -55,18 +50,6 @@ def build_release_images(docker: Docker, base_image: str) -> ReleaseImages:
             extra_ca=str(dockerfile.parent / EXTRA_CA_NAME),
         )  # fmt: skip
     return ReleaseImages(built[user_code_tag], built[mlflow_tag])
-
-
-def uv_command() -> list[str]:
-    """How to call uv here: ``$UV`` (set by ``uv run``), ``uv`` on PATH, or ``python -m uv``."""
-    if os.environ.get("UV"):
-        return [os.environ["UV"]]
-    if shutil.which("uv"):
-        return [str(shutil.which("uv"))]
-    if importlib.util.find_spec("uv") is not None:
-        return [sys.executable, "-m", "uv"]
-    missing("uv", "run the tests through `make test` (which installs uv) or `pip install uv`")
-    raise AssertionError("unreachable: missing() skips or fails")
 
 
 def image_layers(docker: Docker, tag: str) -> list[str]:

@@ -1,9 +1,18 @@
-"""The docker CLI the tests drive, and how it is chosen.
+"""The cluster's own Docker engine, and the docker CLI every part of the tool drives it with.
 
-Builds use BuildKit (the project's Dockerfiles may use ``RUN --mount``).
-Docker CLIs from 23 on need the buildx plugin for that; older ones (Debian
-bookworm's ``docker.io``, 20.10) have it built in. Some machines carry a newer
-CLI without buildx first on PATH, so the choice falls back to Debian's.
+The engine: Debian's dockerd on a socket, data root and exec root of its own, so the
+cluster and any other engine on the machine never stop anything under each other.
+Why its own: this machine's root lacks CAP_SYS_RESOURCE, so the kernel refuses a negative
+``oom_score_adj``, and cri-dockerd gives every pod sandbox -998. This engine's default
+runtime is ``localcluster/bin/runc``, which raises a negative value to 0 and runs Debian's
+runc unchanged. No docker0 bridge, no iptables, no forwarding changes (the pods' network
+is CNI's). Images for pods are built into this engine
+(``DOCKER_HOST=unix:///run/dagma-cluster/docker.sock``) and the kubelet runs exactly those.
+
+The CLI: builds use BuildKit (the Dockerfiles may use ``RUN --mount``). Docker CLIs from
+23 on need the buildx plugin for that; older ones (Debian bookworm's ``docker.io``, 20.10)
+have it built in. Some machines carry a newer CLI without buildx first on PATH, so the
+choice falls back to Debian's.
 """
 
 from __future__ import annotations
@@ -14,10 +23,16 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from support.tools import missing, require_executable
+from localcluster.prerequisites import MissingPrerequisite, require_executable
+from localcluster.processes import Process, wait_until
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
+STATE = Path("/run/dagma-cluster")
+SOCKET = STATE / "docker.sock"
+HOST = f"unix://{SOCKET}"
+DATA_ROOT = Path("/var/lib/dagma-cluster/docker")  # kept by cluster-down: the image cache
+RUNC = Path(__file__).resolve().parent / "bin" / "runc"
 # Where Debian's docker.io puts its CLI, when another CLI shadows it on PATH.
 FALLBACK_CLIENTS = ("/usr/bin/docker",)
 HOW_TO_GET_DOCKER = "install Debian's docker.io (apt-get install docker.io)"
@@ -28,7 +43,7 @@ class Docker:
     """A docker CLI bound to one engine; every helper runs its commands through this."""
 
     client: str
-    host: str = DEFAULT_HOST
+    host: str = HOST
 
     @property
     def env(self) -> dict[str, str]:
@@ -99,8 +114,44 @@ def pick_client() -> str:
     for client in candidates:
         if _builds_with_buildkit(client):
             return client
-    missing(
-        f"a docker CLI that builds with BuildKit (tried {', '.join(candidates)})",
-        "install the docker-buildx plugin for that CLI, or " + HOW_TO_GET_DOCKER,
+    raise MissingPrerequisite(
+        f"no docker CLI that builds with BuildKit (tried {', '.join(candidates)}): "
+        f"install the docker-buildx plugin for that CLI, or {HOW_TO_GET_DOCKER}"
     )
-    raise AssertionError("unreachable: missing() skips or fails")
+
+
+def docker() -> Docker:
+    """A docker CLI bound to the cluster's engine."""
+    return Docker(pick_client(), HOST)
+
+
+def process(run_dir: Path, log_dir: Path) -> Process:
+    return Process(
+        "dockerd",
+        [
+            "/usr/sbin/dockerd",
+            f"--host={HOST}",
+            f"--data-root={DATA_ROOT}",
+            f"--exec-root={STATE / 'docker-exec'}",
+            f"--pidfile={STATE / 'docker.pid'}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            f"--add-runtime=dagma-runc={RUNC}",
+            "--default-runtime=dagma-runc",
+        ],
+        run_dir,
+        log_dir,
+    )
+
+
+def start(run_dir: Path, log_dir: Path) -> Docker:
+    """Start the engine unless it runs; wait until it answers."""
+    dockerd = process(run_dir, log_dir)
+    STATE.mkdir(parents=True, exist_ok=True)
+    dockerd.start()
+    client = docker()
+    wait_until("the cluster's dockerd answering", lambda: bool(client.server_version(5)), dockerd)
+    return client

@@ -1,28 +1,35 @@
-"""Images the node needs, built locally under the names the kubelet and the charts ask for.
+"""Stand-in images: built locally under the names the kubelet and the charts ask for.
 
 No registry can be reached, so every image a pod names must already be in the Docker
 engine (``imagePullPolicy: IfNotPresent``, image GC off). The stand-ins' Dockerfiles are
-in ``images/standins/``; how each differs from the original is in docs/testing.md.
+in ``localcluster/images/<name>/``; how each differs from the original is in
+docs/local-cluster.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import importlib.util
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from support.container.base_image import debian_mirror, ensure_base_image
-from support.container.build import build_image
-from support.container.cli import Docker
-from support.images import uv_command
-
+from localcluster.base_image import debian_mirror, ensure_base_image, has_image, image_label
+from localcluster.binaries import go_executable
 from localcluster.components import HELPER_IMAGE, PAUSE_IMAGE
-from localcluster.settings import BUILD_DIR, ROOT
+from localcluster.engine import Docker
+from localcluster.image_build import build_image
+from localcluster.prerequisites import MissingPrerequisite
+from localcluster.settings import (
+    GO_MODULES_DIR,
+    ROOT,
+    STANDINS_DIR,
+    go_environment,
+    uv_from_environment,
+)
 
-STANDINS = ROOT / "images" / "standins"
 BUSYBOX = Path("/bin/busybox")
 VOLUME_PERMISSIONS_IMAGE = "docker.io/bitnami/minideb:stretch"
 # Stand-ins whose tags never change carry a hash of what they are built from, so a
@@ -33,24 +40,29 @@ RECIPE_LABEL = "org.dagma.standin-recipe"
 def module_dir(wrapper: str, module: str) -> Path:
     """Where the Go module cache holds ``module`` as the wrapper module ``wrapper`` pins it."""
     result = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", module],
-        cwd=BUILD_DIR / wrapper,
+        [go_executable() or "go", "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=GO_MODULES_DIR / wrapper,
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "GOTOOLCHAIN": "local"},
+        env=go_environment(),
     )
     return Path(result.stdout.strip())
 
 
-def has_image(docker: Docker, tag: str) -> bool:
-    return docker.command(["image", "inspect", tag], check=False).returncode == 0
+def uv_command() -> list[str]:
+    """How to call uv here: ``$UV`` (set by ``uv run``), ``uv`` on PATH, or ``python -m uv``."""
+    if uv := uv_from_environment() or shutil.which("uv"):
+        return [uv]
+    if importlib.util.find_spec("uv") is not None:
+        return [sys.executable, "-m", "uv"]
+    raise MissingPrerequisite("uv is not available: run through `make` (which installs uv)")
 
 
 def _recipe(name: str, inputs: list[Path], *extra: str) -> str:
-    """A short hash of images/standins/<name>/Dockerfile, ``inputs`` and ``extra``."""
+    """A short hash of localcluster/images/<name>/Dockerfile, ``inputs`` and ``extra``."""
     digest = hashlib.sha256()
-    for path in [STANDINS / name / "Dockerfile", *inputs]:
+    for path in [STANDINS_DIR / name / "Dockerfile", *inputs]:
         digest.update(path.read_bytes())
     for text in extra:
         digest.update(text.encode())
@@ -59,11 +71,7 @@ def _recipe(name: str, inputs: list[Path], *extra: str) -> str:
 
 def _is_current(docker: Docker, tag: str, recipe: str) -> bool:
     """Whether image ``tag`` exists and was built from ``recipe``."""
-    found = docker.command(
-        ["image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}', tag],
-        check=False,
-    )
-    return found.returncode == 0 and found.stdout.strip() == recipe
+    return image_label(docker, tag, RECIPE_LABEL) == recipe
 
 
 def _build_from(
@@ -74,12 +82,12 @@ def _build_from(
     recipe: str | None = None,
     base_image: str | None = None,
 ) -> None:
-    """Build images/standins/<name> with ``files`` copied into a temporary context."""
+    """Build localcluster/images/<name> with ``files`` copied into a temporary context."""
     build_args = {"RECIPE": recipe} if recipe else None
     with tempfile.TemporaryDirectory(prefix=f"dagma-{name}-") as context:
         for target, source in files.items():
             shutil.copy2(source, Path(context) / target)
-        build_image(docker, STANDINS / name / "Dockerfile", Path(context), tag,
+        build_image(docker, STANDINS_DIR / name / "Dockerfile", Path(context), tag,
                     base_image=base_image, build_args=build_args)  # fmt: skip
 
 
@@ -91,7 +99,7 @@ def ensure_busybox(docker: Docker, base_image: str | None = None) -> str:
     """
     if not BUSYBOX.exists():
         raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
-    files = {"busybox": BUSYBOX, "nslookup": STANDINS / "busybox" / "nslookup"}
+    files = {"busybox": BUSYBOX, "nslookup": STANDINS_DIR / "busybox" / "nslookup"}
     recipe = _recipe("busybox", list(files.values()))
     if not _is_current(docker, HELPER_IMAGE, recipe):
         base = base_image or ensure_base_image(docker).tag
@@ -146,11 +154,11 @@ def ensure_release_standins(
                 cwd=ROOT, capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
             (Path(context) / "constraints.txt").write_text(constraints)
-            build_image(docker, STANDINS / "dagster" / "Dockerfile", Path(context),
+            build_image(docker, STANDINS_DIR / "dagster" / "Dockerfile", Path(context),
                         tags["dagster"], base_image=base_image)  # fmt: skip
-    postgres = _recipe("postgres", [STANDINS / "postgres" / "entrypoint.sh"])
+    postgres = _recipe("postgres", [STANDINS_DIR / "postgres" / "entrypoint.sh"])
     if not _is_current(docker, tags["postgres"], postgres):
-        build_image(docker, STANDINS / "postgres" / "Dockerfile", STANDINS / "postgres",
+        build_image(docker, STANDINS_DIR / "postgres" / "Dockerfile", STANDINS_DIR / "postgres",
                     tags["postgres"], base_image=base_image,
                     build_args={"DEBIAN_MIRROR": debian_mirror(), "RECIPE": postgres})  # fmt: skip
     return tags

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from support.container.cli import Docker
 
-from localcluster import binaries, certs, engine, images, network
+from localcluster import binaries, certs, engine, network, standins
 from localcluster.components import HELPER_IMAGE, Layout, processes, write_configs
+from localcluster.engine import Docker
 from localcluster.processes import Process, wait_until
 from localcluster.settings import API_PORT, NODE_NAME, cluster_dir
 
@@ -124,7 +124,7 @@ def _addons(layout: Layout) -> None:
                           "name": "system:coredns"}],
         },
     ]  # fmt: skip
-    upstream = images.module_dir(
+    upstream = standins.module_dir(
         "local-path-provisioner", "github.com/rancher/local-path-provisioner"
     )
     objects = [
@@ -170,7 +170,7 @@ def up(log=print) -> Started:
 
     step = time.monotonic()
     docker = engine.start(lay.run, lay.logs)
-    images.ensure_node_images(docker)
+    standins.ensure_node_images(docker)
     timings["engine_and_node_images"] = time.monotonic() - step
 
     step = time.monotonic()

@@ -6,17 +6,26 @@ import argparse
 import os
 import sys
 
-from localcluster import cluster, engine
+from localcluster import cluster, engine, prerequisites
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="localcluster", description=__doc__)
-    parser.add_argument("action", choices=("up", "down"))
+    """Run ``up`` or ``down``; 2 when this machine lacks what the cluster needs."""
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    parser.add_argument(
+        "action",
+        choices=("up", "down"),
+        help="up: start the cluster (idempotent); down: stop it and remove what it added",
+    )
     action = parser.parse_args(argv).action
     if os.geteuid() != 0:
         print(
             "the local cluster needs root (network interfaces, iptables, mounts)", file=sys.stderr
         )
+        return 2
+    if action == "up" and (missing := prerequisites.missing()):
+        lines = (f"{what}: {how}" for what, how in missing)
+        print("the local cluster needs:\n  " + "\n  ".join(lines), file=sys.stderr)
         return 2
     if action == "down":
         cluster.down()

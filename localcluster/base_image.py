@@ -6,6 +6,7 @@ Otherwise a Debian bookworm root filesystem is made with
 slimmed (no apt caches or lists, no docs, no host resolv.conf) and imported
 with ``docker import`` as ``dagma-base:bookworm``. Both the tag and the rootfs
 tarball (under ~/.cache/dagma) are reused by later runs, keyed by the recipe.
+Concurrent runs wait for one debootstrap (a lock file beside the tarball).
 
 An imported image has no ``ENV`` at all, not even ``PATH``: a Dockerfile doing
 ``ENV PATH=/venv/bin:$PATH`` on it loses /usr/bin, so the Dockerfiles set PATH in full.
@@ -13,6 +14,7 @@ An imported image has no ``ENV`` at all, not even ``PATH``: a Dockerfile doing
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,14 +23,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from support.container.cli import Docker
-from support.container.engine import exclusive_lock
-from support.tools import missing, require_executable
+from localcluster.engine import Docker
+from localcluster.prerequisites import MissingPrerequisite, require_executable
+from localcluster.settings import base_image_cache_dir as cache_dir
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
 LOCAL_TAG = "dagma-base:bookworm"
@@ -38,12 +40,6 @@ RECIPE_LABEL = "org.dagma.base-recipe"
 # Bump when slim_rootfs() changes, so cached tarballs and tags are rebuilt.
 SLIMMING_VERSION = 1
 APT_SOURCES = Path("/etc/apt")
-
-
-def cache_dir() -> Path:
-    """Where the rootfs tarball is kept between runs (outside the repository)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dagma"
 
 
 @dataclass
@@ -107,10 +103,9 @@ def debian_mirror(apt_dir: Path = APT_SOURCES, suite: str = SUITE) -> str:
     for uri, suites, components in entries:
         if suite in suites and "main" in components:
             return uri
-    pytest.fail(
+    raise MissingPrerequisite(
         f"No apt source for Debian {suite} main in {apt_dir}/sources.list*: debootstrap "
-        f"needs the Debian mirror apt uses (e.g. `deb http://deb.debian.org/debian {suite} main`).",
-        pytrace=False,
+        f"needs the Debian mirror apt uses (e.g. `deb http://deb.debian.org/debian {suite} main`)."
     )
 
 
@@ -177,7 +172,7 @@ def build_rootfs_tarball(destination: Path, timings: dict[str, float]) -> None:
     """debootstrap + slim + tar into ``destination`` (written atomically)."""
     debootstrap = require_executable("debootstrap", "apt-get install debootstrap")
     if os.geteuid() != 0:
-        missing("root (debootstrap must run as root)", "run the tests as root, or pull the base")
+        raise MissingPrerequisite("debootstrap must run as root: run as root, or pull the base")
     mirror = debian_mirror()
     destination.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="rootfs-", dir=destination.parent))
@@ -194,10 +189,9 @@ def build_rootfs_tarball(destination: Path, timings: dict[str, float]) -> None:
         timings["debootstrap"] = time.monotonic() - began
         if result.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-            pytest.fail(
+            raise RuntimeError(
                 f"debootstrap {SUITE} from {mirror} exited {result.returncode}; "
-                f"last lines of {log}:\n{tail}",
-                pytrace=False,
+                f"last lines of {log}:\n{tail}"
             )
         slim_rootfs(root)
         began = time.monotonic()
@@ -212,7 +206,26 @@ def build_rootfs_tarball(destination: Path, timings: dict[str, float]) -> None:
         _remove_rootfs(root)
 
 
-def _image_label(docker: Docker, tag: str, label: str) -> str | None:
+@contextmanager
+def exclusive_lock(path: Path, timeout: float = 300.0) -> Iterator[None]:
+    """Hold an exclusive flock on ``path``, waiting at most ``timeout`` seconds."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f} s") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+def image_label(docker: Docker, tag: str, label: str) -> str | None:
     """The value of ``label`` on local image ``tag``; None if the image is absent."""
     result = docker.command(
         ["image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', tag],
@@ -221,13 +234,14 @@ def _image_label(docker: Docker, tag: str, label: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _has_image(docker: Docker, tag: str) -> bool:
+def has_image(docker: Docker, tag: str) -> bool:
+    """Whether image ``tag`` is in the engine."""
     return docker.command(["image", "inspect", tag], check=False).returncode == 0
 
 
 def ensure_base_image(docker: Docker) -> BaseImage:
     """The public slim base if present or pullable, else the local debootstrapped one."""
-    if _has_image(docker, PUBLIC_BASE):
+    if has_image(docker, PUBLIC_BASE):
         return BaseImage(PUBLIC_BASE, "present locally")
     try:
         pulled = docker.command(["pull", "--quiet", PUBLIC_BASE], timeout=300, check=False)
@@ -242,7 +256,7 @@ def ensure_base_image(docker: Docker) -> BaseImage:
     cache_dir().mkdir(parents=True, exist_ok=True)
     # Concurrent sessions wait for one debootstrap instead of each running their own.
     with exclusive_lock(cache_dir() / "base-image.lock", timeout=1800):
-        if _image_label(docker, LOCAL_TAG, RECIPE_LABEL) == recipe:
+        if image_label(docker, LOCAL_TAG, RECIPE_LABEL) == recipe:
             return BaseImage(LOCAL_TAG, "present locally")
         timings: dict[str, float] = {}
         tarball = cache_dir() / f"base-{SUITE}-{recipe}.tar"

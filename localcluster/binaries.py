@@ -1,6 +1,6 @@
 """The cluster's binaries, built here from pinned Go wrapper modules and cached outside the clone.
 
-Each wrapper module under ``tests/cluster/build/<module>/`` pins one upstream
+Each wrapper module under ``localcluster/go/<module>/`` pins one upstream
 release (its go.mod/go.sum, plus a main.go where upstream's own main is not
 importable). A build goes into ``<cache>/<module>-<key>/`` where the key hashes
 everything that decides the bytes (go.mod, go.sum, main.go, ldflags, the Go
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster.settings import BUILD_DIR, cache_dir, cluster_dir
+from localcluster.settings import GO_MODULES_DIR, cache_dir, cluster_dir, go_environment
 
 KUBERNETES_VERSION = "v1.34.4"
 KUBERNETES_BUILD_DATE = "2026-02-10T12:53:36Z"  # the module's publication time, for a stable key
@@ -56,7 +56,7 @@ class Module:
 
     @property
     def source(self) -> Path:
-        return BUILD_DIR / self.name
+        return GO_MODULES_DIR / self.name
 
     def key(self) -> str:
         """Hash of everything that decides the binaries' bytes."""
@@ -136,13 +136,6 @@ def go_version() -> str:
     return subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
 
 
-def _go_env() -> dict[str, str]:
-    # The machine's own Go, static binaries (no libc coupling), no VCS stamping of the wrapper.
-    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
-    return env
-
-
 def build_module(module: Module, log=print) -> Path:
     """Build ``module``'s commands into its cache directory unless they are there; return it."""
     target = module.cached()
@@ -167,7 +160,7 @@ def build_module(module: Module, log=print) -> Path:
             str(partial / (name + ".tmp")),
             package,
         ]
-        result = subprocess.run(command, cwd=module.source, env=_go_env(), text=True)
+        result = subprocess.run(command, cwd=module.source, env=go_environment(), text=True)
         if result.returncode != 0:
             raise RuntimeError(f"`{' '.join(command)}` in {module.source} failed")
         (partial / (name + ".tmp")).rename(partial / name)

@@ -1,4 +1,4 @@
-"""``docker build`` for the tests, behind a TLS-intercepting proxy, always on the host network.
+"""``docker build`` of the cluster's images, behind a TLS-intercepting proxy, on the host network.
 
 Where outgoing HTTPS is intercepted, pip inside a build trusts only its own
 CA list and fails. The host's CA bundle (the system one plus whatever
@@ -12,7 +12,6 @@ predefines them as ARGs and keeps them out of the image's history).
 from __future__ import annotations
 
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -23,11 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.container.cli import Docker
+from localcluster.engine import Docker
+from localcluster.settings import ca_files_from_environment, proxy_build_args
 
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-CA_ENV_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE")
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 EXTRA_CA_NAME = "extra-ca.pem"
 _PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -57,7 +55,7 @@ def _pip_config_certs() -> list[Path]:
 def host_ca_files() -> list[Path]:
     """Existing CA bundle files this host's tools trust, system bundle first, no duplicates."""
     candidates = [SYSTEM_CA_BUNDLE]
-    candidates += [Path(os.environ[name]) for name in CA_ENV_VARS if os.environ.get(name)]
+    candidates += ca_files_from_environment()
     candidates += _pip_config_certs()
     seen: set[Path] = set()
     files: list[Path] = []
@@ -76,11 +74,6 @@ def host_ca_bundle() -> str:
         for block in _PEM_BLOCK.findall(path.read_text(errors="replace")):
             blocks.setdefault(block.strip())
     return "".join(f"{block}\n" for block in blocks)
-
-
-def proxy_build_args() -> dict[str, str]:
-    """The proxy variables set in this environment, to pass as build args."""
-    return {name: os.environ[name] for name in PROXY_VARS if os.environ.get(name)}
 
 
 @contextmanager
