@@ -13,10 +13,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from localcluster.binaries import KUBERNETES_VERSION
-from localcluster.components import Layout
-from localcluster.settings import NODE_NAME
-from workloads import (
+from support.workloads import (
     describe_pod,
     pod,
     pod_log,
@@ -26,6 +23,10 @@ from workloads import (
     wait_pod_phase,
     wait_pod_ready,
 )
+
+from localcluster.binaries import KUBERNETES_VERSION
+from localcluster.components import Layout
+from localcluster.settings import NODE_NAME
 
 WEB_SERVER = ["python3", "-c", """
 import http.server, os

@@ -1,8 +1,9 @@
 """The dagma release on the real cluster: materialize train_model_stub the way a user does.
 
 charts/dagma (values/kind.yaml) is installed with Helm into a namespace with Pod Security
-"restricted" enforced (:mod:`release_install`: with the official Dagster chart when it is
-on the machine, otherwise with the chart's objects built by :mod:`dagster_release`).
+"restricted" enforced (:mod:`support.release_install`: with the official Dagster chart when
+it is on the machine, otherwise with the chart's objects built by
+:mod:`support.dagster_manifests`).
 Dagster's database is an external PostgreSQL (the stand-in image) in a namespace of its
 own. Both UIs are reached exactly as the release's NOTES say: their two
 ``kubectl port-forward`` lines, run as printed (local ports 3000 and 5000). The run is
@@ -25,13 +26,14 @@ import pytest
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
 from kubernetes import client
-from localcluster.cluster import kubectl
-from localcluster.components import Layout
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from playwright.sync_api import BrowserContext
-from release_install import Release, describe, helm, installed_release
-from release_ui import (
+from support.browser import loopback_chromium, save_screenshot
+from support.release import USER_CODE
+from support.release_install import Release, describe, helm, installed_release
+from support.release_records import first_event_times, run_pod_times, run_start_figures
+from support.release_ui import (
     DAGSTER_UI,
     MLFLOW_UI,
     ShownRun,
@@ -39,12 +41,12 @@ from release_ui import (
     check_dagster_asset_page,
     check_mlflow_run_page,
 )
-from run_timing import first_event_times, run_pod_times, run_start_figures
-from support.browser import loopback_chromium, save_screenshot
-from support.release import USER_CODE
 from support.ui_pages import mlflow_preferences_script
 from support.umbrella import RELEASE, render_umbrella, values_paths
-from workloads import wait_for
+from support.workloads import wait_for
+
+from localcluster.cluster import kubectl
+from localcluster.components import Layout
 
 ASSET = "train_model_stub"
 # Under load (2 cores, other suites) the Dagster UI's first render takes 10-30 s.

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 from kubernetes import client
-from localcluster.components import Layout
 from mlflow import MlflowClient
 from support.helm import CHARTS
-from workloads import (
+from support.workloads import (
     RESTRICTED_CONTAINER,
     describe_pod,
     pod,
@@ -29,6 +28,8 @@ from workloads import (
     unique,
     wait_pod_phase,
 )
+
+from localcluster.components import Layout
 
 RELEASE = "mlflow"
 LOG_A_RUN = """

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
-from workloads import pod, pod_log, restricted_namespace, unique, wait_pod_phase, wait_pod_ready
+from support.workloads import (
+    pod,
+    pod_log,
+    restricted_namespace,
+    unique,
+    wait_pod_phase,
+    wait_pod_ready,
+)
 
 SERVER = ["python3", "-c", """
 import http.server

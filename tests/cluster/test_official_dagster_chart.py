@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from official_dagster_chart import (
+from support.helm import CHARTS
+from support.settings import load_test_settings
+from support.umbrella import (
     WEBSERVER_TEMPLATE,
     OfficialChartError,
     find_official_chart,
     pinned_version,
-    umbrella_with,
+    umbrella_dir,
 )
-from support.helm import CHARTS
-from support.settings import load_test_settings
 
 PINNED = pinned_version()
 MLFLOW_CHART = yaml.safe_load((CHARTS / "mlflow" / "Chart.yaml").read_text())
@@ -152,7 +152,7 @@ def test_the_selected_chart_goes_into_an_unmodified_copy_of_charts_dagma(tmp_pat
                   _archive(_chart(tmp_path / "src" / "dagster"), tmp_path)):  # fmt: skip
         found = find_official_chart(chart)
         assert found is not None
-        umbrella = umbrella_with(found)
+        umbrella = umbrella_dir(official=found)
         for original in (CHARTS / "dagma").rglob("*"):
             if original.is_file() and "charts" not in original.relative_to(CHARTS).parts[1:]:
                 copy = umbrella / original.relative_to(CHARTS / "dagma")

@@ -1,8 +1,9 @@
 """Pods of the dagma release deleted while a materialization runs (issue 13, Faults).
 
-The release is installed once for the module (:func:`release_install.installed_release`):
-MLflow with its SQLite store and artifacts on a PersistentVolumeClaim, the code location
-(the Dagster chart's user deployment), and Dagster's external PostgreSQL, a StatefulSet
+The release is installed once for the module
+(:func:`support.release_install.installed_release`): MLflow with its SQLite store and
+artifacts on a PersistentVolumeClaim, the code location (the Dagster chart's user
+deployment), and Dagster's external PostgreSQL, a StatefulSet
 on a claim of its own. Each test first materializes train_model_stub and reads back what
 exists (Dagster's runs and statuses through GraphQL; every MLflow run, param, metric value
 and artifact byte through the official client), then submits a run and deletes one pod
@@ -26,9 +27,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from localcluster.components import Layout
-from release_install import Release, installed_release
-from release_records import (
+from support.release_install import Release, installed_release
+from support.release_records import (
     Replacement,
     Webserver,
     replace_pod,
@@ -38,7 +38,9 @@ from release_records import (
     wait_run_pod_running,
     webserver,
 )
-from workloads import pod_log, wait_for
+from support.workloads import pod_log, wait_for
+
+from localcluster.components import Layout
 
 # Bounds (never asserted as timings): Dagster's run monitoring polls every 120 s and gives
 # a run 300 s to start (the chart's defaults), so a run whose worker died is failed by then.

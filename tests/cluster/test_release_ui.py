@@ -11,7 +11,7 @@ import shlex
 import socket
 
 import pytest
-from release_ui import DAGSTER_UI, MLFLOW_UI, NotesForward, forwarding, notes_forwards
+from support.release_ui import DAGSTER_UI, MLFLOW_UI, NotesForward, forwarding, notes_forwards
 from support.umbrella import render_umbrella, values_paths
 
 

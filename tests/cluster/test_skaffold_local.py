@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.helm import ROOT
+from support.skaffold_harness import CONTEXT, global_config, skaffold_command
+
 from localcluster import binaries
 from localcluster.components import Layout
-from skaffold_harness import CONTEXT, global_config, skaffold_command
-from support.helm import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Skaffold builds both images on the cluster's engine and installs the release; the
 Dagster chart's objects come as a second release of the same ``skaffold.yaml`` (see
-:func:`skaffold_harness.add_dagster_objects_release`). Everything is read back through
+:func:`support.skaffold_harness.add_dagster_objects_release`). Everything is read back through
 the API, Helm, the engine and the served UIs, never taken from Skaffold's own word.
 """
 
@@ -25,10 +25,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster_release import dagster_objects, external_postgres, machine_overlay
 from kubernetes import client
 from mlflow import MlflowClient
-from skaffold_harness import (
+from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
+from support.dagster_manifests import dagster_objects
+from support.images import image_layers
+from support.release import USER_CODE
+from support.release_install import external_postgres, machine_overlay
+from support.skaffold_harness import (
     add_dagster_objects_release,
     copy_repository,
     deployed_tags,
@@ -38,11 +42,8 @@ from skaffold_harness import (
     skaffold_command,
     skaffold_env,
 )
-from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
-from support.images import image_layers
-from support.release import USER_CODE
 from support.umbrella import RELEASE, effective_values, values_paths
-from workloads import restricted_namespace, unique, wait_for
+from support.workloads import restricted_namespace, unique, wait_for
 
 from dagma.dev.local_mlflow import free_port
 from localcluster import engine

@@ -6,9 +6,9 @@
   ownership and mode back.
 - ``docker.io/busybox:1.28`` and ``docker.io/library/postgres:14.6``: the Dagster chart's
   ``init-user-deployment-<name>`` (``until nslookup …``) and ``check-db-ready``
-  (``until pg_isready …``) init containers, built by :mod:`dagster_release` from the merged
-  values (their restricted security contexts included), in a "restricted" namespace: each
-  keeps waiting while its target is missing and completes once it appears.
+  (``until pg_isready …``) init containers, built by :mod:`support.dagster_manifests` from
+  the merged values (their restricted security contexts included), in a "restricted"
+  namespace: each keeps waiting while its target is missing and completes once it appears.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dagster_release import check_db_ready, init_user_deployment
 from kubernetes import client
-from support import dagster_manifests
-from support.dagster_chart import dagster_version_in_lock
+from support.dagster_chart import dagster_version_in_lock, postgresql_host
+from support.dagster_manifests import check_db_ready, init_user_deployment
 from support.umbrella import RELEASE, effective_values, values_paths
-from workloads import (
+from support.workloads import (
     RESTRICTED_CONTAINER,
     describe_pod,
     pod_log,
@@ -174,7 +173,7 @@ def test_check_db_ready_waits_until_postgresql_accepts_connections(
     assert container["image"] == standin_images["postgres"]
     postgresql = dagster["postgresql"]
     # The bundled database's Service name (postgresql.enabled), with no server behind it yet.
-    _service(core, namespace, dagster_manifests.postgresql_host(dagster, RELEASE), "postgresql")
+    _service(core, namespace, postgresql_host(dagster, RELEASE), "postgresql")
     core.create_namespaced_pod(namespace, _pod("check-db-ready", [container], security))
     _waits(core, namespace, "check-db-ready", "waiting for database")
 

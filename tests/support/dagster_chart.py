@@ -6,20 +6,21 @@ its default values and its values schemas. This module:
 
 - validates values against those schemas, resolving their remote Kubernetes
   ``$ref``s locally (from the schemas ``kubernetes-validate`` ships: no network);
-- builds a *values-only stand-in* of the chart in a temporary directory (the
-  official ``values.yaml`` files, no templates), so Helm itself coalesces
-  dagma's ``dagster:`` block with the chart's defaults exactly as an install would;
 - mirrors the two small value mappings that matter for run pods, the
   K8sRunLauncher config (``templates/helpers/instance/_run-launcher.tpl``) and the
   user deployment's container context (``charts/dagster-user-deployments/
   templates/helpers/_helpers.tpl``, ``dagsterUserDeployments.k8sContainerContext``),
-  so dagster-k8s's own code can build the run Job from them.
+  so dagster-k8s's own code can build the run Job from them;
+- mirrors the instance's ``dagster.yaml`` (:func:`instance_config`) for the stand-in
+  objects of :mod:`support.dagster_manifests`.
+
+The chart's values-only stand-in, with which Helm coalesces dagma's ``dagster:`` block
+with the chart's defaults, is assembled by :mod:`support.umbrella`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from collections.abc import Mapping
 from functools import cache
@@ -28,7 +29,6 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -76,38 +76,6 @@ def schema_errors(values: Mapping[str, Any], schema_path: Path) -> list[str]:
         f"{'.'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"
         for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     ]
-
-
-def write_values_stand_in(charts_dir: Path, version: str) -> Path:
-    """Write the Dagster chart's values (no templates) as ``charts_dir/dagster``.
-
-    Its ``Chart.yaml`` declares the user-deployments subchart like the real one
-    (present, with its official values), so Helm coalesces both levels.
-    """
-    values = reference_file("dagster-chart/values.yaml")
-    sub_values = reference_file("dagster-chart/charts/dagster-user-deployments/values.yaml")
-    chart = charts_dir / "dagster"
-    subchart = chart / "charts" / "dagster-user-deployments"
-    subchart.mkdir(parents=True)
-    shutil.copyfile(values, chart / "values.yaml")
-    shutil.copyfile(sub_values, subchart / "values.yaml")
-    metadata = {
-        "apiVersion": "v2",
-        "name": "dagster",
-        "version": version,
-        "description": "values-only stand-in of the official Dagster chart (tests only)",
-        "dependencies": [
-            {
-                "name": "dagster-user-deployments",
-                "version": "0.0.1-dev",
-                "condition": "dagster-user-deployments.enableSubchart",
-            }
-        ],
-    }
-    (chart / "Chart.yaml").write_text(yaml.safe_dump(metadata))
-    sub_metadata = {"apiVersion": "v2", "name": "dagster-user-deployments", "version": "0.0.1-dev"}
-    (subchart / "Chart.yaml").write_text(yaml.safe_dump(sub_metadata))
-    return chart
 
 
 # --- names the Dagster chart derives (templates/helpers/_helpers.tpl) ----------
@@ -234,3 +202,153 @@ def user_code_container_context(
     if pod_spec:
         context["run_k8s_config"] = {"pod_spec_config": pod_spec}
     return {"k8s": context}
+
+
+# --- the instance's dagster.yaml (templates/configmap-instance.yaml) -------------
+
+Values = Mapping[str, Any]
+
+
+def unmirrored(what: str) -> NotImplementedError:
+    """The error for a value the copies of the chart's templates here do not handle."""
+    return NotImplementedError(f"{what} is not mirrored by the tests' copy of the chart")
+
+
+def postgresql_host(dagster: Values, release: str) -> str:
+    """``dagster.postgresql.host``: the bundled database's Service, or ``postgresqlHost``."""
+    postgresql = dagster["postgresql"]
+    if postgresql.get("postgresqlHost") or not postgresql["enabled"]:
+        return str(postgresql["postgresqlHost"])
+    return f"{release}-{postgresql.get('nameOverride') or 'postgresql'}"[:63].rstrip("-")
+
+
+def postgresql_secret_name(dagster: Values, release: str) -> str:
+    """``dagster.postgresql.secretName``."""
+    return dagster["global"].get("postgresqlSecretName") or (
+        f"{dagster_fullname(dagster, release)}-postgresql-secret"
+    )
+
+
+def _storage(module: str, cls: str, dagster: Values, release: str) -> dict[str, Any]:
+    """One storage section with ``dagsterYaml.postgresql.config``."""
+    if dagster["global"].get("postgresqlAuthWifEnabled"):
+        raise unmirrored("global.postgresqlAuthWifEnabled")
+    postgresql = dagster["postgresql"]
+    config: dict[str, Any] = {
+        "username": postgresql["postgresqlUsername"],
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": postgresql_host(dagster, release),
+        "db_name": postgresql["postgresqlDatabase"],
+        "port": postgresql["service"]["port"],
+        "params": postgresql.get("postgresqlParams") or {},
+    }
+    if postgresql.get("postgresqlScheme"):
+        config["scheme"] = postgresql["postgresqlScheme"]
+    return {"module": module, "class": cls, "config": {"postgres_db": config}}
+
+
+def _run_coordinator(dagster: Values) -> dict[str, Any]:
+    """``dagsterYaml.runCoordinator.queued`` (concurrency off, as charts/dagma has it)."""
+    coordinator = dagster["dagsterDaemon"]["runCoordinator"]
+    if coordinator["type"] != "QueuedRunCoordinator":
+        raise unmirrored(f"runCoordinator.type {coordinator['type']!r}")
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    if queued.get("blockOpConcurrencyLimitedRuns"):
+        raise unmirrored("queuedRunCoordinator.blockOpConcurrencyLimitedRuns")
+    result: dict[str, Any] = {"module": "dagster.core.run_coordinator",
+                              "class": "QueuedRunCoordinator"}  # fmt: skip
+    if not any(value not in (None, "", 0, False, [], {}) for value in queued.values()):
+        return result
+    limit = queued.get("maxConcurrentRuns")
+    config: dict[str, Any] = {"max_concurrent_runs": -1 if limit is None else limit}
+    for key, ours in (("tagConcurrencyLimits", "tag_concurrency_limits"),
+                      ("dequeueIntervalSeconds", "dequeue_interval_seconds"),
+                      ("dequeueUseThreads", "dequeue_use_threads"),
+                      ("dequeueNumWorkers", "dequeue_num_workers")):  # fmt: skip
+        if queued.get(key):
+            config[ours] = queued[key]
+    return result | {"config": config}
+
+
+def _daemon_sections(dagster: Values) -> dict[str, Any]:
+    """run_monitoring, run_retries, sensors and schedules, as the daemon values ask."""
+    daemon = dagster["dagsterDaemon"]
+    sections: dict[str, Any] = {}
+    monitoring = daemon["runMonitoring"]
+    if monitoring["enabled"]:
+        optional = ("cancelTimeoutSeconds", "maxResumeRunAttempts")
+        sections["run_monitoring"] = {
+            "enabled": True,
+            "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+            **{_snake(key): monitoring[key] for key in optional
+               if monitoring.get(key) is not None},
+            "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
+        }  # fmt: skip
+    retries = daemon["runRetries"]
+    if retries["enabled"]:
+        sections["run_retries"] = {"enabled": True}
+        if retries.get("maxRetries"):
+            sections["run_retries"]["max_retries"] = retries["maxRetries"]
+    for key in ("sensors", "schedules"):
+        threads = daemon[key]
+        if threads.get("useThreads"):
+            sections[key] = {"use_threads": True} | {
+                _snake(name): threads[name]
+                for name in ("numWorkers", "numSubmitWorkers") if threads.get(name)
+            }  # fmt: skip
+    return sections
+
+
+def _snake(key: str) -> str:
+    """``maxResumeRunAttempts`` -> ``max_resume_run_attempts``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def instance_config(dagster: Values, release: str, namespace: str) -> dict[str, Any]:
+    """The ``dagster.yaml`` of the ``<fullname>-instance`` ConfigMap.
+
+    The chart's ``configmap-instance.yaml`` with ``helpers/instance/_postgresql.tpl``,
+    ``_scheduler.tpl``, ``_run-coordinator.tpl``, ``_compute-log-manager.tpl`` and
+    ``_run-launcher.tpl``, for the values charts/dagma and the chart's defaults set.
+    """
+    not_mirrored = {
+        "concurrency.enabled": (dagster.get("concurrency") or {}).get("enabled"),
+        "defsStateStorage": dagster.get("defsStateStorage"),
+        "pythonLogs": dagster.get("pythonLogs"),
+        "retention.enabled": (dagster.get("retention") or {}).get("enabled"),
+        "scheduler.config": (dagster["scheduler"].get("config") or {}).get("daemonScheduler"),
+        "dagsterDaemon.enabled=false": not dagster["dagsterDaemon"]["enabled"],
+    }
+    for key, value in not_mirrored.items():
+        if value:
+            raise unmirrored(key)
+    for key, kind in (("scheduler", "DagsterDaemonScheduler"), ("runLauncher", "K8sRunLauncher"),
+                      ("computeLogManager", "NoOpComputeLogManager")):  # fmt: skip
+        if dagster[key]["type"] != kind:
+            raise unmirrored(f"{key}.type {dagster[key]['type']!r}")
+    config: dict[str, Any] = {
+        "scheduler": {"module": "dagster.core.scheduler", "class": "DagsterDaemonScheduler"},
+        "schedule_storage": _storage(
+            "dagster_postgres.schedule_storage", "PostgresScheduleStorage", dagster, release
+        ),
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": k8s_run_launcher_config(dagster, release, namespace),
+        },
+        "run_storage": _storage(
+            "dagster_postgres.run_storage", "PostgresRunStorage", dagster, release
+        ),
+        "event_log_storage": _storage(
+            "dagster_postgres.event_log", "PostgresEventLogStorage", dagster, release
+        ),
+    }
+    if dagster["dagsterDaemon"]["runCoordinator"]["enabled"]:
+        config["run_coordinator"] = _run_coordinator(dagster)
+    config["compute_logs"] = {"module": "dagster.core.storage.noop_compute_log_manager",
+                              "class": "NoOpComputeLogManager"}  # fmt: skip
+    config.update(_daemon_sections(dagster))
+    config["telemetry"] = {"enabled": dagster["telemetry"]["enabled"]}
+    config.update(dagster.get("additionalInstanceConfig") or {})
+    return config

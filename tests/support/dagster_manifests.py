@@ -1,29 +1,45 @@
-"""What the official Dagster chart renders for this release, built from the merged values.
+"""The stand-in copy of the Dagster chart's objects, for the release on the local cluster.
 
-The chart's templates cannot be fetched here and never enter this repository, so the
-objects the deployment tests run are built in Python from the release's effective values
-(:func:`support.umbrella.effective_values`, the ``dagster`` key), each function mirroring
-one upstream template of dagster-io/dagster ``helm/dagster`` (Dagster 1.13):
+Only because the official chart is absent here: it cannot be downloaded, and its templates
+never enter this repository. Where it is on the machine, the release tests install it
+instead and nothing here is used (:func:`support.umbrella.find_official_chart`). Without
+it, charts/dagma is installed with the values-only stand-in as its Dagster dependency and
+:func:`dagster_objects` applies what the chart would render, built from the release's
+effective values (:func:`support.umbrella.effective_values`, the ``dagster`` key).
 
-- :func:`instance_config` — ``templates/configmap-instance.yaml`` (the ``dagster.yaml``)
-  with ``templates/helpers/instance/_postgresql.tpl``, ``_run-coordinator.tpl``,
-  ``_scheduler.tpl``, ``_compute-log-manager.tpl`` and ``_run-launcher.tpl`` (the last
-  through :func:`support.dagster_chart.k8s_run_launcher_config`);
-- :func:`postgresql_secret` — ``templates/secret-postgres.yaml``;
-- :func:`workspace` — ``templates/configmap-workspace.yaml``;
-- :func:`webserver_command` — ``dagster.webserver.dagsterWebserverCommand`` in
-  ``templates/helpers/_helpers.tpl``;
-- :func:`user_deployment`, :func:`user_env_config_map`, :func:`shared_env_config_map` —
-  ``charts/dagster-user-deployments/templates/deployment-user.yaml``,
-  ``configmap-env-user.yaml``, ``configmap-env-shared.yaml`` and ``helpers/_helpers.tpl``.
+Each object follows one template of dagster-io/dagster ``helm/dagster`` (Dagster 1.13):
 
-Only what dagma's values use and the chart's defaults are mirrored; anything else raises
-``NotImplementedError`` instead of being silently left out.
+- ``templates/configmap-instance.yaml``, its ``dagster.yaml`` from
+  :func:`support.dagster_chart.instance_config` (``templates/helpers/instance/
+  _postgresql.tpl``, ``_scheduler.tpl``, ``_run-coordinator.tpl``,
+  ``_compute-log-manager.tpl``, ``_run-launcher.tpl``);
+- ``templates/secret-postgres.yaml``; ``templates/configmap-workspace.yaml``;
+- ``templates/deployment-webserver.yaml`` (``helpers/_deployment-webserver.tpl``),
+  ``templates/service-webserver.yaml`` (``helpers/_service-webserver.tpl``) and
+  ``templates/deployment-daemon.yaml``, with their init containers ``check-db-ready``
+  and ``init-user-deployment-<name>``;
+- ``templates/serviceaccount.yaml``, ``templates/role.yaml``, ``templates/rolebinding.yaml``;
+- names and commands from ``templates/helpers/_helpers.tpl``: ``dagster.fullname``,
+  ``dagster.webserver.fullname``, ``dagster.webserver.dagsterWebserverCommand``,
+  ``dagster.dagsterDaemon.daemonCommand``, ``dagster.postgresql.host``,
+  ``dagster.postgresql.secretName``, ``dagster.postgresql.pgisready``;
+- of the ``charts/dagster-user-deployments`` subchart: ``templates/deployment-user.yaml``,
+  ``templates/service-user.yaml``, ``templates/configmap-env-user.yaml``,
+  ``templates/configmap-env-shared.yaml``, ``templates/serviceaccount.yaml`` and
+  ``templates/helpers/_helpers.tpl`` (the container context, through
+  :func:`support.dagster_chart.user_code_container_context`).
+
+Only what dagma's values and the chart's defaults use is mirrored; any other value raises
+``NotImplementedError`` instead of being silently left out. Liberties: ``DAGSTER_HOME`` and
+``DAGSTER_DISABLE_TELEMETRY`` are set on the webserver and daemon containers (the chart
+puts ``DAGSTER_HOME`` in ``configmap-env-webserver.yaml``/``configmap-env-daemon.yaml``,
+not built); labels are ``app.kubernetes.io/instance`` and ``component`` only.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,316 +49,174 @@ import yaml
 from support.dagster_chart import (
     dagster_fullname,
     image_name,
-    k8s_run_launcher_config,
+    instance_config,
+    postgresql_host,
+    postgresql_secret_name,
+    unmirrored,
     user_code_container_context,
+    user_deployment,
 )
+from support.umbrella import RELEASE
 
 Values = Mapping[str, Any]
 WORKSPACE_PATH = "/dagster-workspace/workspace.yaml"  # where the chart mounts workspace.yaml
 
 
-def _truncate(name: str) -> str:
-    return name[:63].rstrip("-")
+# --- the webserver and the daemon --------------------------------------------------
 
 
-def postgresql_host(dagster: Values, release: str) -> str:
-    """``dagster.postgresql.host``: the bundled database's Service, or ``postgresqlHost``."""
-    postgresql = dagster["postgresql"]
-    if not postgresql["enabled"]:
-        return str(postgresql["postgresqlHost"])
-    if postgresql.get("postgresqlHost"):
-        return str(postgresql["postgresqlHost"])
-    return _truncate(f"{release}-{postgresql.get('nameOverride') or 'postgresql'}")
+def _labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": RELEASE, "component": component}
 
 
-def postgresql_secret_name(dagster: Values, release: str) -> str:
-    """``dagster.postgresql.secretName``."""
-    return dagster["global"].get("postgresqlSecretName") or (
-        f"{dagster_fullname(dagster, release)}-postgresql-secret"
-    )
-
-
-def _postgres_db(dagster: Values, release: str) -> dict[str, Any]:
-    """``dagsterYaml.postgresql.config``."""
-    if dagster["global"].get("postgresqlAuthWifEnabled"):
-        raise NotImplementedError("global.postgresqlAuthWifEnabled is not mirrored")
-    postgresql = dagster["postgresql"]
-    config: dict[str, Any] = {
-        "username": postgresql["postgresqlUsername"],
-        "password": {"env": "DAGSTER_PG_PASSWORD"},
-        "hostname": postgresql_host(dagster, release),
-        "db_name": postgresql["postgresqlDatabase"],
-        "port": postgresql["service"]["port"],
-        "params": postgresql.get("postgresqlParams") or {},
-    }
-    if postgresql.get("postgresqlScheme"):
-        config["scheme"] = postgresql["postgresqlScheme"]
-    return {"postgres_db": config}
-
-
-def _storage(module: str, cls: str, dagster: Values, release: str) -> dict[str, Any]:
-    return {"module": module, "class": cls, "config": _postgres_db(dagster, release)}
-
-
-def _scheduler(dagster: Values) -> dict[str, Any]:
-    """``dagsterYaml.scheduler.daemon``."""
-    if dagster["scheduler"]["type"] != "DagsterDaemonScheduler":
-        raise NotImplementedError(f"scheduler.type {dagster['scheduler']['type']!r}")
-    settings = (dagster["scheduler"].get("config") or {}).get("daemonScheduler") or {}
-    scheduler: dict[str, Any] = {
-        "module": "dagster.core.scheduler",
-        "class": "DagsterDaemonScheduler",
-    }
-    config = {
-        "max_catchup_runs": settings.get("maxCatchupRuns"),
-        "max_tick_retries": settings.get("maxTickRetries"),
-    }
-    if any(config.values()):
-        scheduler["config"] = {key: value for key, value in config.items() if value}
-    return scheduler
-
-
-def _run_coordinator(dagster: Values) -> dict[str, Any]:
-    """``dagsterYaml.runCoordinator.queued`` (the newest form, aware of ``concurrency``)."""
-    coordinator = dagster["dagsterDaemon"]["runCoordinator"]
-    if coordinator["type"] != "QueuedRunCoordinator":
-        raise NotImplementedError(f"runCoordinator.type {coordinator['type']!r}")
-    queued = coordinator["config"]["queuedRunCoordinator"]
-    concurrency_enabled = bool((dagster.get("concurrency") or {}).get("enabled"))
-    result: dict[str, Any] = {
-        "module": "dagster.core.run_coordinator",
-        "class": "QueuedRunCoordinator",
-    }
-    if not any(value not in (None, "", 0, False, [], {}) for value in queued.values()):
-        return result
-    config: dict[str, Any] = {}
-    limit = queued.get("maxConcurrentRuns")
-    if not concurrency_enabled or limit is not None:
-        config["max_concurrent_runs"] = -1 if limit is None else limit
-    if queued.get("tagConcurrencyLimits"):
-        config["tag_concurrency_limits"] = queued["tagConcurrencyLimits"]
-    for key, ours in (
-        ("dequeueIntervalSeconds", "dequeue_interval_seconds"),
-        ("dequeueUseThreads", "dequeue_use_threads"),
-        ("dequeueNumWorkers", "dequeue_num_workers"),
-    ):
-        if queued.get(key):
-            config[ours] = queued[key]
-    block = queued.get("blockOpConcurrencyLimitedRuns")
-    if block:
-        config["block_op_concurrency_limited_runs"] = {
-            "enabled": block["enabled"],
-            "op_concurrency_slot_buffer": block["opConcurrencySlotBuffer"],
-        }
-    result["config"] = config
-    return result
-
-
-def _compute_logs(dagster: Values) -> dict[str, Any]:
-    """``dagsterYaml.computeLogManager.noop`` (the chart's default)."""
-    kind = dagster["computeLogManager"]["type"]
-    if kind != "NoOpComputeLogManager":
-        raise NotImplementedError(f"computeLogManager.type {kind!r}")
-    return {"module": "dagster.core.storage.noop_compute_log_manager", "class": kind}
-
-
-def _daemon_sections(dagster: Values) -> dict[str, Any]:
-    """run_monitoring, run_retries, sensors and schedules, as the daemon values ask."""
-    daemon = dagster["dagsterDaemon"]
-    if not daemon["enabled"]:
-        return {}
-    sections: dict[str, Any] = {}
-    monitoring = daemon["runMonitoring"]
-    if monitoring["enabled"]:
-        sections["run_monitoring"] = {
-            "enabled": True,
-            "start_timeout_seconds": monitoring["startTimeoutSeconds"],
-            **({"cancel_timeout_seconds": monitoring["cancelTimeoutSeconds"]}
-               if monitoring.get("cancelTimeoutSeconds") is not None else {}),
-            **({"max_resume_run_attempts": monitoring["maxResumeRunAttempts"]}
-               if monitoring.get("maxResumeRunAttempts") is not None else {}),
-            "poll_interval_seconds": monitoring["pollIntervalSeconds"],
-            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
-        }  # fmt: skip
-    retries = daemon["runRetries"]
-    if retries["enabled"]:
-        sections["run_retries"] = {"enabled": True}
-        if retries.get("maxRetries"):
-            sections["run_retries"]["max_retries"] = retries["maxRetries"]
-    for key in ("sensors", "schedules"):
-        threads = daemon[key]
-        if threads.get("useThreads"):
-            sections[key] = {"use_threads": True}
-            for theirs, ours in (("numWorkers", "num_workers"),
-                                 ("numSubmitWorkers", "num_submit_workers")):  # fmt: skip
-                if threads.get(theirs):
-                    sections[key][ours] = threads[theirs]
-    return sections
-
-
-def instance_config(dagster: Values, release: str, namespace: str) -> dict[str, Any]:
-    """The ``dagster.yaml`` of the ``<fullname>-instance`` ConfigMap."""
-    if (dagster.get("concurrency") or {}).get("enabled"):
-        raise NotImplementedError("concurrency.enabled is not mirrored")
-    if dagster.get("defsStateStorage"):
-        raise NotImplementedError("defsStateStorage is not mirrored")
-    if dagster["runLauncher"]["type"] != "K8sRunLauncher":
-        raise NotImplementedError(f"runLauncher.type {dagster['runLauncher']['type']!r}")
-    config: dict[str, Any] = {
-        "scheduler": _scheduler(dagster),
-        "schedule_storage": _storage(
-            "dagster_postgres.schedule_storage", "PostgresScheduleStorage", dagster, release
-        ),
-        "run_launcher": {
-            "module": "dagster_k8s",
-            "class": "K8sRunLauncher",
-            "config": k8s_run_launcher_config(dagster, release, namespace),
+def _deployment(name: str, component: str, pod: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": _labels(component)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": _labels(component)},
+            "template": {"metadata": {"labels": _labels(component)}, "spec": pod},
         },
-        "run_storage": _storage(
-            "dagster_postgres.run_storage", "PostgresRunStorage", dagster, release
-        ),
-        "event_log_storage": _storage(
-            "dagster_postgres.event_log", "PostgresEventLogStorage", dagster, release
-        ),
     }
-    daemon = dagster["dagsterDaemon"]
-    if daemon["enabled"] and daemon["runCoordinator"]["enabled"]:
-        config["run_coordinator"] = _run_coordinator(dagster)
-    config["compute_logs"] = _compute_logs(dagster)
-    python_logs = dagster.get("pythonLogs") or {}
-    if python_logs:
-        config["python_logs"] = {
-            ours: python_logs[theirs]
-            for theirs, ours in (("pythonLogLevel", "python_log_level"),
-                                 ("dagsterHandlerConfig", "dagster_handler_config"),
-                                 ("managedPythonLoggers", "managed_python_loggers"))
-            if python_logs.get(theirs)
-        }  # fmt: skip
-    config.update(_daemon_sections(dagster))
-    config["telemetry"] = {"enabled": dagster["telemetry"]["enabled"]}
-    retention = dagster.get("retention") or {}
-    if retention.get("enabled"):
-        config["retention"] = {
-            ours: {"purge_after_days": retention[theirs]["purgeAfterDays"]}
-            for theirs, ours in (("sensor", "sensor"), ("schedule", "schedule"),
-                                 ("autoMaterialize", "auto_materialize"))
-            if retention.get(theirs)
-        }  # fmt: skip
-    config.update(dagster.get("additionalInstanceConfig") or {})
-    return config
 
 
-def instance_config_map(dagster: Values, release: str, namespace: str) -> dict[str, Any]:
-    """The ``<fullname>-instance`` ConfigMap that the daemon, webserver and run pods mount."""
+def _service(name: str, component: str, port: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{dagster_fullname(dagster, release)}-instance"},
-        "data": {"dagster.yaml": yaml.safe_dump(instance_config(dagster, release, namespace))},
+        "kind": "Service",
+        "metadata": {"name": name, "labels": _labels(component)},
+        "spec": {
+            "selector": _labels(component),
+            "ports": [{"name": "http", "port": port, "targetPort": port}],
+        },
     }
 
 
-def postgresql_secret(dagster: Values, release: str) -> dict[str, Any] | None:
-    """The database password Secret, when the chart generates it (else the user provides it)."""
-    if not dagster.get("generatePostgresqlPasswordSecret"):
-        return None
-    password = str(dagster["postgresql"]["postgresqlPassword"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": postgresql_secret_name(dagster, release)},
-        "data": {"postgresql-password": base64.b64encode(password.encode()).decode()},
-    }
+def _config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
-def workspace(dagster: Values) -> dict[str, Any]:
-    """``workspace.yaml``: one gRPC server per user deployment, at its Service name."""
+def _image(image: Values) -> str:
+    """``<registry>/<repository>:<tag>`` of an image block of the values."""
+    registry = image.get("registry")
+    return f"{registry + '/' if registry else ''}{image['repository']}:{image['tag']}"
+
+
+def _init_container(values: Values, container: dict[str, Any]) -> dict[str, Any]:
+    """The component's ``securityContext`` and ``initContainerResources`` on an init container."""
+    container["securityContext"] = values.get("securityContext") or {}
+    if values.get("initContainerResources"):
+        container["resources"] = values["initContainerResources"]
+    return container
+
+
+def check_db_ready(dagster: Values, component: str) -> dict[str, Any]:
+    """The chart's ``check-db-ready`` init container (``dagster.postgresql.pgisready``)."""
+    postgresql = dagster["postgresql"]
+    host = postgresql_host(dagster, RELEASE)
+    if not postgresql["enabled"]:
+        host = f'"{host}"'  # the chart quotes an external host
+    wait = (
+        f"until pg_isready -h {host} -p {postgresql['service']['port']} "
+        f"-U {postgresql['postgresqlUsername']}; do echo waiting for database; sleep 2; done;"
+    )
+    return _init_container(dagster[component], {
+        "name": "check-db-ready",
+        "image": _image(postgresql["image"]),
+        "imagePullPolicy": postgresql["image"]["pullPolicy"],
+        "command": ["sh", "-c", wait],
+    })  # fmt: skip
+
+
+def init_user_deployment(dagster: Values, component: str, name: str) -> dict[str, Any]:
+    """The chart's ``init-user-deployment-<name>``: waits until the location's name resolves."""
+    wait = f"until nslookup {name}; do echo waiting for user service; sleep 2; done"
+    return _init_container(dagster[component], {
+        "name": f"init-user-deployment-{name}",
+        "image": _image(dagster["busybox"]["image"]),  # no pull policy: the API's default
+        "command": ["sh", "-c", wait],
+    })  # fmt: skip
+
+
+def _dagster_pod(dagster: Values, component: str, image: str, command: str) -> dict[str, Any]:
+    """A webserver/daemon pod from ``dagster[component]``, as the chart's templates render it."""
+    values = dagster[component]
+    fullname = dagster_fullname(dagster, RELEASE)
+    home = dagster["global"]["dagsterHome"]
+    init_containers = []
+    if values.get("checkDbReadyInitContainer", True):
+        init_containers.append(check_db_ready(dagster, component))
     user_deployments = dagster["dagster-user-deployments"]
-    if not user_deployments["enabled"]:
-        raise NotImplementedError("dagster-user-deployments.enabled=false")
-    if (dagster["dagsterWebserver"].get("workspace") or {}).get("enabled"):
-        raise NotImplementedError("dagsterWebserver.workspace.enabled is not mirrored")
-    servers = [
-        {"grpc_server": {"host": d["name"], "port": d["port"], "location_name": d["name"]}}
-        for d in user_deployments["deployments"]
-    ]
-    return {"load_from": servers}
+    if user_deployments.get("enableSubchart"):
+        init_containers += [init_user_deployment(dagster, component, d["name"])
+                            for d in user_deployments["deployments"]]  # fmt: skip
+    env = values.get("env") or []
+    if not isinstance(env, list):
+        raise unmirrored(f"{component}.env as a map (the chart's -env ConfigMap)")
+    password = {"secretKeyRef": {"name": postgresql_secret_name(dagster, RELEASE),
+                                 "key": "postgresql-password"}}  # fmt: skip
+    return {
+        "securityContext": values.get("podSecurityContext") or {},
+        "initContainers": init_containers,
+        "containers": [{
+            "name": "dagster",
+            "securityContext": values.get("securityContext") or {},
+            "image": image,
+            "imagePullPolicy": values["image"]["pullPolicy"],
+            "command": ["/bin/bash", "-c", command],
+            "env": [{"name": "DAGSTER_HOME", "value": home},
+                    {"name": "DAGSTER_DISABLE_TELEMETRY", "value": "true"},
+                    {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}, *env],
+            "volumeMounts": [
+                {"name": "dagster-instance", "mountPath": f"{home}/dagster.yaml",
+                 "subPath": "dagster.yaml"},
+                {"name": "dagster-workspace-yaml", "mountPath": "/dagster-workspace/"},
+                *(values.get("volumeMounts") or []),
+            ],
+            "resources": values.get("resources") or {},
+        }],
+        "volumes": [
+            {"name": "dagster-instance", "configMap": {"name": f"{fullname}-instance"}},
+            {"name": "dagster-workspace-yaml", "configMap": {"name": f"{fullname}-workspace-yaml"}},
+            *(values.get("volumes") or []),
+        ],
+    }  # fmt: skip
 
 
-def webserver_command(dagster: Values) -> list[str]:
-    """The webserver's command line (the chart runs it through ``/bin/bash -c``)."""
+def webserver_name(dagster: Values) -> str:
+    """The webserver's Deployment and Service name, as the chart's ``dagster.webserver.fullname``.
+
+    ``<release>-<dagsterWebserver.nameOverride>`` (``dagma-dagster-webserver``): what the
+    chart's NOTES, charts/dagma's NOTES and skaffold.yaml's port-forward name.
+    """
+    name = dagster["dagsterWebserver"].get("nameOverride") or "webserver"
+    return f"{RELEASE}-{name}"
+
+
+def _webserver_command(dagster: Values) -> str:
+    """``dagster.webserver.dagsterWebserverCommand`` (run through ``/bin/bash -c``)."""
     webserver = dagster["dagsterWebserver"]
-    command = ["dagster-webserver", "-h", "0.0.0.0", "-p", str(webserver["service"]["port"])]
-    if dagster["dagster-user-deployments"]["enabled"]:
-        command += ["-w", WORKSPACE_PATH]
+    command = ["dagster-webserver", "-h", "0.0.0.0", "-p", str(webserver["service"]["port"]),
+               "-w", WORKSPACE_PATH]  # fmt: skip
     for key, flag in (("dbStatementTimeout", "--db-statement-timeout"),
                       ("dbPoolRecycle", "--db-pool-recycle"),
                       ("pathPrefix", "--path-prefix"), ("logLevel", "--log-level")):  # fmt: skip
         if webserver.get(key):
             command += [flag, str(webserver[key])]
-    return command
+    return " ".join(command)
 
 
-# --- the user-deployments subchart ----------------------------------------------
+# --- the user-deployments subchart ------------------------------------------------
 
 
-def _user_fullname(user_deployments: Values, release: str) -> str:
-    return dagster_fullname(user_deployments, release, chart_name="dagster-user-deployments")
+def _user_fullname(user_deployments: Values) -> str:
+    return dagster_fullname(user_deployments, RELEASE, chart_name="dagster-user-deployments")
 
 
-def shared_env_config_map(user_deployments: Values, release: str, namespace: str) -> dict:
-    """``<fullname>-user-deployments-shared-env`` (``dagsterUserDeployments.sharedEnv``)."""
-    fullname = _user_fullname(user_deployments, release)
-    global_values = user_deployments.get("global") or {}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{fullname}-user-deployments-shared-env"},
-        "data": {
-            "DAGSTER_HOME": global_values.get("dagsterHome") or user_deployments["dagsterHome"],
-            "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": namespace,
-            "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": f"{fullname}-pipeline-env",
-        },
-    }
-
-
-def user_env_config_map(user_deployments: Values, deployment: Values, release: str) -> dict:
-    """``<fullname>-<name>-user-env``: the deployment's ``env`` when it is a map."""
-    env = deployment.get("env")
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"{_user_fullname(user_deployments, release)}-{deployment['name']}-user-env"
-        },
-        "data": {k: str(v) for k, v in env.items()} if isinstance(env, Mapping) else {},
-    }
-
-
-def _grpc_args(deployment: Values) -> list[str]:
-    port = str(deployment["port"])
-    if deployment.get("dagsterApiGrpcArgs"):
-        return [
-            "dagster",
-            "api",
-            "grpc",
-            "-h",
-            "0.0.0.0",
-            "-p",
-            port,
-            *deployment["dagsterApiGrpcArgs"],
-        ]
-    if deployment.get("codeServerArgs"):
-        return ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", port,
-                *deployment["codeServerArgs"]]  # fmt: skip
-    raise ValueError(
-        f"deployment {deployment['name']!r} sets neither dagsterApiGrpcArgs nor codeServerArgs"
-    )
-
-
-def _user_env(
-    user_deployments: Values, deployment: Values, release: str, namespace: str, image: str
+def _user_container_env(
+    user_deployments: Values, deployment: Values, namespace: str, image: str
 ) -> list[dict[str, Any]]:
     global_values = user_deployments.get("global") or {}
     env: list[dict[str, Any]] = [{"name": "DAGSTER_CURRENT_IMAGE", "value": image}]
@@ -355,27 +229,28 @@ def _user_env(
             "valueFrom": {"secretKeyRef": {"name": secret, "key": "postgresql-password"}},
         })  # fmt: skip
     if (deployment.get("includeConfigInLaunchedRuns") or {"enabled": True})["enabled"]:
-        context = user_code_container_context(user_deployments, deployment, release, namespace)
-        name = ("DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT" if deployment.get("dagsterApiGrpcArgs")
-                else "DAGSTER_CONTAINER_CONTEXT")  # fmt: skip
+        context = user_code_container_context(user_deployments, deployment, RELEASE, namespace)
         # fromYaml | toJson: Go's JSON, keys sorted, no spaces.
-        env.append(
-            {"name": name, "value": json.dumps(context, sort_keys=True, separators=(",", ":"))}
-        )
+        value = json.dumps(context, sort_keys=True, separators=(",", ":"))
+        env.append({"name": "DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT", "value": value})
     if isinstance(deployment.get("env"), list):
         env += deployment["env"]
     return env
 
 
-def user_deployment(
-    user_deployments: Values, deployment: Values, release: str, namespace: str, chart_version: str
+def _user_pod(
+    user_deployments: Values, deployment: Values, namespace: str, chart_version: str
 ) -> dict[str, Any]:
-    """The Deployment of one code location (its gRPC server), with its single container.
+    """The pod of one code location's gRPC server (``deployment-user.yaml``).
 
     ``user_deployments`` are the effective values of the subchart
     (``dagster.dagster-user-deployments``), ``deployment`` one of its ``deployments``.
     """
-    fullname = _user_fullname(user_deployments, release)
+    if not deployment.get("dagsterApiGrpcArgs"):
+        raise unmirrored(f"deployment {deployment['name']!r} without dagsterApiGrpcArgs")
+    if deployment.get("readinessProbe"):
+        raise unmirrored("a custom readinessProbe")
+    fullname = _user_fullname(user_deployments)
     image = image_name(deployment["image"], chart_version)
     port = str(deployment["port"])
     env_from: list[dict[str, Any]] = [
@@ -390,25 +265,22 @@ def user_deployment(
     )
     if celery:
         env_from.append({"secretRef": {"name": celery, "optional": True}})
-    if deployment.get("readinessProbe"):
-        raise NotImplementedError("a custom readinessProbe is not mirrored")
     container: dict[str, Any] = {
         "name": "dagster-user-deployments",
         "securityContext": deployment.get("securityContext") or {},
         "imagePullPolicy": deployment["image"]["pullPolicy"],
         "image": image,
-        "args": _grpc_args(deployment),
-        "env": _user_env(user_deployments, deployment, release, namespace, image),
+        "args": ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", port,
+                 *deployment["dagsterApiGrpcArgs"]],
+        "env": _user_container_env(user_deployments, deployment, namespace, image),
         "envFrom": env_from,
         "resources": deployment.get("resources") or {},
         "readinessProbe": {
             "exec": {"command": ["dagster", "api", "grpc-health-check", "-p", port]},
-            "periodSeconds": 20,
-            "timeoutSeconds": 10,
-            "successThreshold": 1,
+            "periodSeconds": 20, "timeoutSeconds": 10, "successThreshold": 1,
             "failureThreshold": 15,
-        },  # fmt: skip
-    }
+        },
+    }  # fmt: skip
     if deployment.get("volumeMounts"):
         container["volumeMounts"] = deployment["volumeMounts"]
     pod: dict[str, Any] = {
@@ -417,9 +289,114 @@ def user_deployment(
     }
     if deployment.get("volumes"):
         pod["volumes"] = deployment["volumes"]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"{fullname}-{deployment['name']}"},
-        "spec": {"replicas": 1, "template": {"spec": pod}},
-    }
+    return pod
+
+
+def _user_config_maps(user_deployments: Values, deployment: Values, namespace: str) -> list:
+    """``configmap-env-shared.yaml`` and ``configmap-env-user.yaml`` (the map form of env)."""
+    fullname = _user_fullname(user_deployments)
+    home = (user_deployments.get("global") or {}).get("dagsterHome")
+    env = deployment.get("env")
+    return [
+        _config_map(f"{fullname}-user-deployments-shared-env", {
+            "DAGSTER_HOME": home or user_deployments["dagsterHome"],
+            "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": namespace,
+            "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": f"{fullname}-pipeline-env",
+        }),
+        _config_map(f"{fullname}-{deployment['name']}-user-env",
+                    {k: str(v) for k, v in env.items()} if isinstance(env, Mapping) else {}),
+    ]  # fmt: skip
+
+
+# --- everything, for one release ----------------------------------------------------
+
+
+def _workspace(dagster: Values) -> dict[str, Any]:
+    """``workspace.yaml``: one gRPC server per user deployment, at its Service name."""
+    if (dagster["dagsterWebserver"].get("workspace") or {}).get("enabled"):
+        raise unmirrored("dagsterWebserver.workspace.enabled")
+    servers = [
+        {"grpc_server": {"host": d["name"], "port": d["port"], "location_name": d["name"]}}
+        for d in dagster["dagster-user-deployments"]["deployments"]
+    ]
+    return {"load_from": servers}
+
+
+def _rbac(fullname: str, user_account: str, namespace: str) -> list[dict[str, Any]]:
+    """Both ServiceAccounts, and the daemon's Role and RoleBinding (Jobs and pods)."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": fullname}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": user_account}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": f"{fullname}-role"},
+            "rules": [
+                {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status"], "verbs": ["*"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status"],
+                 "verbs": ["*"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{fullname}-rolebinding"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": f"{fullname}-role"},
+            "subjects": [{"kind": "ServiceAccount", "name": fullname, "namespace": namespace}],
+        },
+    ]  # fmt: skip
+
+
+def dagster_objects(
+    dagster: Values, namespace: str, image: str, chart_version: str
+) -> list[dict[str, Any]]:
+    """Everything the Dagster chart would render for this release (see the module doc)."""
+    fullname = dagster_fullname(dagster, RELEASE)
+    user_deployments = dagster["dagster-user-deployments"]
+    if not user_deployments["enabled"]:
+        raise unmirrored("dagster-user-deployments.enabled=false")
+    [location] = user_deployments["deployments"]
+    code = user_deployment(dagster, location["name"])
+    user_pod = _user_pod(user_deployments, code, namespace, chart_version)
+    # The subchart's serviceaccount.yaml: the code location's pods and its run pods use it.
+    user_account = f"{_user_fullname(user_deployments)}-user-deployments"
+    user_pod["serviceAccountName"] = user_account
+    webserver = dagster["dagsterWebserver"]
+    port = int(webserver["service"]["port"])
+    webserver_pod = _dagster_pod(dagster, "dagsterWebserver", image, _webserver_command(dagster))
+    container = webserver_pod["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    if webserver.get("readinessProbe"):
+        container["readinessProbe"] = webserver["readinessProbe"]
+    daemon_command = f"dagster-daemon run -w {WORKSPACE_PATH}"
+    daemon_pod = _dagster_pod(dagster, "dagsterDaemon", image, daemon_command)
+    daemon_pod["containers"][0]["env"].append({
+        "name": "DAGSTER_DAEMON_HEARTBEAT_TOLERANCE",
+        "value": str(dagster["dagsterDaemon"]["heartbeatTolerance"]),
+    })  # fmt: skip
+    daemon_pod["serviceAccountName"] = fullname
+    instance = yaml.safe_dump(instance_config(dagster, RELEASE, namespace))
+    objects = [
+        _config_map(f"{fullname}-instance", {"dagster.yaml": instance}),
+        *_user_config_maps(user_deployments, code, namespace),
+        _config_map(f"{fullname}-workspace-yaml",
+                    {"workspace.yaml": yaml.safe_dump(_workspace(dagster))}),
+        *_rbac(fullname, user_account, namespace),
+        _deployment(f"{_user_fullname(user_deployments)}-{code['name']}", "user-deployments",
+                    user_pod),
+        _service(location["name"], "user-deployments", location["port"]),
+        _deployment(webserver_name(dagster), "dagster-webserver", webserver_pod),
+        _service(webserver_name(dagster), "dagster-webserver", port),
+        _deployment(f"{fullname}-daemon", "dagster-daemon", daemon_pod),
+    ]  # fmt: skip
+    if dagster.get("generatePostgresqlPasswordSecret"):  # secret-postgres.yaml
+        password = str(dagster["postgresql"]["postgresqlPassword"]).encode()
+        objects.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": postgresql_secret_name(dagster, RELEASE)},
+            "data": {"postgresql-password": base64.b64encode(password).decode()},
+        })  # fmt: skip
+    for o in objects:
+        o.setdefault("metadata", {})["namespace"] = namespace
+    return copy.deepcopy(objects)

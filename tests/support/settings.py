@@ -16,7 +16,7 @@ dagma's own settings are :mod:`dagma.settings`; these only change how the tests 
   ``dagster/`` or ``dagster-<version>.tgz`` in it, as ``helm dependency build`` fills
   ``charts/``), or the ``.tgz`` itself. The release tests then install charts/dagma with
   that chart as its dependency instead of building the chart's objects themselves
-  (``tests/cluster/official_dagster_chart.py``). Unset or empty: look in charts/dagma/charts/.
+  (:func:`support.umbrella.find_official_chart`). Unset or empty: look in charts/dagma/charts/.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from localcluster.components import Layout
 from playwright.sync_api import Page, expect
+
+from localcluster.components import Layout
 from support.browser import save_screenshot
 from support.ui_pages import table_row
 

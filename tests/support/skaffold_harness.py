@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.helm import ROOT
-from support.umbrella import umbrella_dir
 
 from localcluster import binaries, engine
 from localcluster.components import Layout
 from localcluster.image_build import EXTRA_CA_NAME, host_ca_bundle
 from localcluster.settings import proxy_build_args
+from support.helm import ROOT
+from support.umbrella import umbrella_dir
 
 CONTEXT = "dagma-local"  # the local cluster's kube context (localcluster.components)
 PROFILE = "local"
@@ -157,7 +157,7 @@ def add_dagster_objects_release(
 ) -> None:
     """A second Helm release in the copy for what the Dagster chart would render.
 
-    The official chart is not on this machine (see :mod:`dagster_release`); its objects go
+    The official chart is not on this machine (see :mod:`support.dagster_manifests`); its objects go
     into a one-template chart whose user-code image (the Deployment's and the
     ``DAGSTER_CURRENT_IMAGE`` the run launcher starts run pods with) is the image Skaffold
     built, so ``skaffold dev`` upgrades them with every rebuild as it would the real chart.

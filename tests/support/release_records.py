@@ -4,8 +4,9 @@ Dagster's runs through the webserver's GraphQL API (dagster-graphql's client, an
 for the two queries it has no call for), behind a port-forward that is reopened when a
 request fails (its pod restarted, or the database behind it was away). MLflow's runs,
 params, metrics and artifact bytes through the official ``MlflowClient`` behind a
-port-forward to ``service/mlflow``. And the fault itself: a pod deleted and its
-successor (from its Deployment or StatefulSet) waited for.
+port-forward to ``service/mlflow``. The fault itself: a pod deleted and its successor
+(from its Deployment or StatefulSet) waited for. And where the time of a launched run
+goes (:func:`run_start_figures`), figures only, never asserted.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
-from dagster_release import webserver_name
 from gql import Client, gql
 from gql.transport.requests import RequestsHTTPTransport
 from kubernetes import client
-from localcluster.components import Layout
 from mlflow import MlflowClient
-from release_install import Release, describe
+
+from localcluster.components import Layout
+from support.dagster_manifests import webserver_name
 from support.release import USER_CODE
-from workloads import port_forward, wait_for
+from support.release_install import Release, describe
+from support.workloads import port_forward, wait_for
 
 T = TypeVar("T")
 ASSET = "train_model_stub"
@@ -291,3 +294,63 @@ def wait_run_pod_running(
         time.sleep(0.2)
     raise AssertionError(f"run {run_id}'s pod not Running within {timeout:.0f} s\n"
                          f"{describe_pods(core, namespace)}")  # fmt: skip
+
+
+# --- where the time of a launched run goes: Job, pod, container, first events ---
+
+
+def first_event_times(graphql: DagsterGraphQLClient, run_id: str) -> dict[str, float]:
+    """The first time (epoch seconds) of each event type in the run's log.
+
+    The Kubernetes side is read from the API (:func:`run_pod_times`: whole seconds, as the
+    API serialises them), Dagster's from the run's event log (milliseconds). All clocks are
+    this machine's.
+    """
+    # The client has no public call for the event log; _execute is how it runs its queries.
+    logs = graphql._execute(EVENTS_QUERY, {"runId": run_id})["logsForRun"]
+    assert logs["__typename"] == "EventConnection", f"logsForRun({run_id}): {logs}"
+    times: dict[str, float] = {}
+    for event in logs["events"]:
+        if event.get("eventType"):
+            times.setdefault(event["eventType"], int(event["timestamp"]) / 1000)
+    return times
+
+
+@dataclass(frozen=True)
+class RunPodTimes:
+    """When the launcher's Job was created and its pod's container started."""
+
+    job_created: datetime
+    pod_started: datetime  # the kubelet took the pod (status.startTime)
+    container_started: datetime
+
+
+def run_pod_times(kube: client.ApiClient, namespace: str, job_name: str) -> RunPodTimes:
+    """The Job's and its (only) pod's timestamps, as the API server keeps them."""
+    job = client.BatchV1Api(kube).read_namespaced_job(job_name, namespace)
+    pods = (
+        client.CoreV1Api(kube)
+        .list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        .items
+    )
+    assert len(pods) == 1, f"job {job_name}: expected one pod, found {len(pods)}"
+    [status] = pods[0].status.container_statuses
+    state = status.state.terminated or status.state.running
+    assert state is not None, f"run pod {pods[0].metadata.name} never started: {status.state}"
+    return RunPodTimes(job.metadata.creation_timestamp, pods[0].status.start_time, state.started_at)
+
+
+def run_start_figures(pod: RunPodTimes, events: dict[str, float], submitted: float) -> dict:
+    """The figures of one run, in seconds, named for the measurements table."""
+    created, taken = pod.job_created.timestamp(), pod.pod_started.timestamp()
+    started = pod.container_started.timestamp()
+    return {
+        "run submitted -> Job created": created - submitted,
+        "Job created -> run pod taken by the kubelet": taken - created,
+        "run pod taken by the kubelet -> its container started": started - taken,
+        "run pod's container started -> RUN_START": events["RUN_START"] - started,
+        "run pod's container started -> STEP_START": events["STEP_START"] - started,
+        # The multiprocess executor starts each step in a subprocess that loads the code again.
+        "RUN_START -> STEP_WORKER_STARTED": events["STEP_WORKER_STARTED"] - events["RUN_START"],
+        "STEP_START -> STEP_SUCCESS": events["STEP_SUCCESS"] - events["STEP_START"],
+    }
