@@ -19,9 +19,8 @@ from support.skaffold import (
 from support.umbrella import effective_values, render_umbrella
 
 PROFILES = {"kind": "kind-kind", "minikube": "minikube", "local": "dagma-local"}
-# The values file each profile installs with: the local cluster runs what kind runs.
-PROFILE_VALUES = {"kind": "values/kind.yaml", "minikube": "values/minikube.yaml",
-                  "local": "values/kind.yaml"}  # fmt: skip
+# The values file each profile installs with: one for every local cluster.
+PROFILE_VALUES = dict.fromkeys(PROFILES, "values/local.yaml")
 BUILT = {  # what a build could produce: unique tags, as Skaffold gives loaded images
     "dagma-user-code": ("dagma-user-code", "4f0c2a91e3b7"),
     "dagma-mlflow": ("dagma-mlflow", "9d2e77b10c55"),
@@ -44,7 +43,7 @@ def test_skaffold_yaml_is_valid_for_v4beta14() -> None:
 
 def test_schema_check_rejects_a_misspelt_key() -> None:
     config = load_config()
-    _release(config)["valueFiles"] = ["values/kind.yaml"]
+    _release(config)["valueFiles"] = ["values/local.yaml"]
     schema = load_schema()
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(config)

@@ -109,7 +109,7 @@ def test_external_mlflow_needs_an_explicit_uri() -> None:
 
 
 def test_ui_urls_reach_the_configmap_when_set() -> None:
-    rendered = render_umbrella(values_files=values_paths(["kind.yaml"]))
+    rendered = render_umbrella(values_files=values_paths(["local.yaml"]))
     data = rendered.one("ConfigMap", "dagma-mlflow-env")["data"]
     assert data["MLFLOW_UI_URL"] == "http://localhost:5000"
     assert data["DAGSTER_UI_URL"] == "http://localhost:3000"
@@ -230,7 +230,7 @@ def _dagma_test_pod(rendered: Rendered) -> dict:
 
 
 def test_helm_test_pod_checks_the_configmap_uri_from_the_user_code_image() -> None:
-    pod = _dagma_test_pod(render_umbrella(values_files=values_paths(["kind.yaml"])))
+    pod = _dagma_test_pod(render_umbrella(values_files=values_paths(["local.yaml"])))
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     [container] = pod["spec"]["containers"]
     assert container["image"] == "dagma-user-code:0.1.0"
@@ -272,9 +272,3 @@ def test_lint_passes_strictly(value_set: str) -> None:
     )
     errors = [m for m in report["messages"] if m["severity"] >= 2]
     assert not errors and not report["errors"], report
-
-
-def test_kind_and_minikube_values_stay_the_same_settings() -> None:
-    # Two files because the commands differ; the settings must not drift apart.
-    kind, minikube = values_paths(["kind.yaml", "minikube.yaml"])
-    assert load_values_files([kind]) == load_values_files([minikube])

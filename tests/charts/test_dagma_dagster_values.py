@@ -87,9 +87,8 @@ def test_runs_are_launched_as_kubernetes_jobs(effective: dict) -> None:
     assert effective["dagster"]["runLauncher"]["type"] == "K8sRunLauncher"
 
 
-@pytest.mark.parametrize("value_set", ["kind.yaml", "minikube.yaml"])
-def test_local_clusters_never_pull_the_loaded_images(value_set: str) -> None:
-    dagster = effective_values(values_files=values_paths([value_set]))["dagster"]
+def test_local_clusters_never_pull_the_loaded_images() -> None:
+    dagster = effective_values(values_files=values_paths(["local.yaml"]))["dagster"]
     launcher = dagster["runLauncher"]["config"]["k8sRunLauncher"]
     assert launcher["imagePullPolicy"] == "IfNotPresent"
     for deployment in dagster["dagster-user-deployments"]["deployments"]:

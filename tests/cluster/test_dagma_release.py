@@ -1,6 +1,6 @@
 """The dagma release on the real cluster: materialize train_model_stub the way a user does.
 
-charts/dagma (values/kind.yaml) is installed with Helm into a namespace with Pod Security
+charts/dagma (values/local.yaml) is installed with Helm into a namespace with Pod Security
 "restricted" enforced (:mod:`support.release_install`: with the official Dagster chart when
 it is on the machine, otherwise with the chart's objects built by
 :mod:`support.dagster_manifests`).
@@ -175,7 +175,7 @@ def test_helm_test_of_the_release_passes(
     its environment, finds the ConfigMap's MLFLOW_TRACKING_URI answering /health."""
     output = helm(layout, release.namespace, "test", RELEASE, "--timeout", "5m")
     phases = dict(re.findall(r"^TEST SUITE:\s+(\S+)$.*?^Phase:\s+(\S+)$", output, re.M | re.S))
-    tests = render_umbrella(values_files=values_paths(["kind.yaml"])).tests
+    tests = render_umbrella(values_files=values_paths(["local.yaml"])).tests
     expected = {test["metadata"]["name"]: "Succeeded" for test in tests}
     assert len(expected) == 2 and expected.items() <= phases.items(), output
     # charts/dagma's test Pod stays until the next `helm test` (before-hook-creation).

@@ -1,6 +1,6 @@
 """How the release test reads the NOTES' port-forwards, checked without a cluster.
 
-The NOTES are charts/dagma's own, rendered by Helm's engine with values/kind.yaml (what
+The NOTES are charts/dagma's own, rendered by Helm's engine with values/local.yaml (what
 ``helm get notes`` prints after the release test's install); a taken port stops the test
 before kubectl runs, naming the port and what to stop.
 """
@@ -16,7 +16,7 @@ from support.umbrella import render_umbrella, values_paths
 
 
 def test_the_notes_give_a_port_forward_and_an_address_for_each_ui() -> None:
-    notes = render_umbrella(values_files=values_paths(["kind.yaml"])).notes
+    notes = render_umbrella(values_files=values_paths(["local.yaml"])).notes
     forwards = notes_forwards(notes)
     dagster, mlflow = forwards[DAGSTER_UI], forwards[MLFLOW_UI]
     assert shlex.split(dagster.command) == [

@@ -29,7 +29,7 @@ def test_pinned_skaffold_picks_the_local_profile_from_the_kube_context(
     # No -p: Skaffold activates the profile from the kubeconfig's current context.
     effective = yaml.safe_load(skaffold_command(layout, "diagnose", "--yaml-only"))
     [release] = effective["deploy"]["helm"]["releases"]
-    assert release["valuesFiles"] == [str(ROOT / "values" / "kind.yaml")]  # Skaffold resolves
+    assert release["valuesFiles"] == [str(ROOT / "values" / "local.yaml")]  # Skaffold resolves
     assert effective["build"]["local"]["push"] is False
     # Any other context: no profile, the chart's own values file.
     other = yaml.safe_load(layout.kubeconfig.read_text())

@@ -51,7 +51,7 @@ from localcluster.cluster import kubectl
 from localcluster.components import Layout
 from localcluster.standins import ensure_release_standins
 
-KIND = values_paths(["kind.yaml"])
+KIND = values_paths(["local.yaml"])
 RUN_TIMEOUT_S = 1800  # a first deploy with cold builds of both images on 2 shared cores
 pytestmark = pytest.mark.timeout(2 * RUN_TIMEOUT_S)  # dev: deploy, two runs, a redeploy
 

@@ -47,8 +47,8 @@ find {MOUNT} -mindepth 0 -maxdepth 1 -not -name ".snapshot" -not -name "lost+fou
 
 @pytest.fixture(scope="module")
 def dagster() -> dict[str, Any]:
-    """The Dagster chart's merged values for values/kind.yaml."""
-    return effective_values(values_files=values_paths(["kind.yaml"]))["dagster"]
+    """The Dagster chart's merged values for values/local.yaml."""
+    return effective_values(values_files=values_paths(["local.yaml"]))["dagster"]
 
 
 @pytest.fixture(scope="module")

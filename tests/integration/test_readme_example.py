@@ -131,7 +131,7 @@ def own_location_values(tmp_path: Path) -> Path:
 def test_readme_code_location_values_install_with_the_mlflow_env(
     own_location_values: Path,
 ) -> None:
-    files = [VALUES_DIR / "kind.yaml", own_location_values]
+    files = [VALUES_DIR / "local.yaml", own_location_values]
     render_umbrella(values_files=files)  # charts/dagma's own checks pass
     values = effective_values(values_files=files)
     deployment = user_deployment(values["dagster"], "my-code")
@@ -149,4 +149,4 @@ def test_readme_code_location_without_the_secret_is_refused(
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump(values))
     with pytest.raises(helm_python.HelmError, match="must name the MLflow credentials Secret"):
-        render_umbrella(values_files=[VALUES_DIR / "kind.yaml", broken])
+        render_umbrella(values_files=[VALUES_DIR / "local.yaml", broken])

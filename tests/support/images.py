@@ -19,7 +19,7 @@ from support.umbrella import effective_values, render_umbrella, values_paths
 
 USER_CODE_DOCKERFILE = Path("images/user_code/Dockerfile")
 MLFLOW_DOCKERFILE = Path("images/mlflow/Dockerfile")
-LOCAL_VALUES = "kind.yaml"  # the values file the cluster tests install
+LOCAL_VALUES = "local.yaml"  # the values file the cluster tests install
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ReleaseImages:
 
 
 def manifest_image_tags() -> tuple[str, str]:
-    """``(user code, mlflow)``: the images the release's manifests run (values/kind.yaml)."""
+    """``(user code, mlflow)``: the images the release's manifests run (values/local.yaml)."""
     files = values_paths([LOCAL_VALUES])
     deployment = user_deployment(effective_values(values_files=files)["dagster"], USER_CODE)
     user_code = image_name(deployment["image"], dagster_version_in_lock())

@@ -1,6 +1,6 @@
 """Installing the dagma release on the local cluster, shared by the release and fault tests.
 
-charts/dagma (values/kind.yaml) goes in with Helm into a namespace with Pod Security
+charts/dagma (values/local.yaml) goes in with Helm into a namespace with Pod Security
 "restricted" enforced. Two ways, one switch (:func:`support.umbrella.find_official_chart`):
 with the official Dagster chart on the machine, charts/dagma is installed unmodified with
 that chart as its dependency; without it (as here: it cannot be downloaded), the Dagster
@@ -39,7 +39,7 @@ from support.umbrella import (
 )
 from support.workloads import restricted_namespace, unique, wait_deployment_ready, wait_for
 
-KIND = values_paths(["kind.yaml"])
+KIND = values_paths(["local.yaml"])
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def external_postgres(core: client.CoreV1Api, namespace: str, image: str, passwo
 
 def machine_overlay(postgres_host: str, password: str) -> dict:
     """Only what the machine needs: the external database and telemetry off."""
-    kind = yaml.safe_load(values_paths(["kind.yaml"])[0].read_text())
+    kind = yaml.safe_load(values_paths(["local.yaml"])[0].read_text())
     deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
     for deployment in deployments:
         deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]

@@ -47,7 +47,7 @@ from support.reference_data import reference_file
 from support.settings import DAGSTER_CHART_VARIABLE
 
 VALUES_DIR = ROOT / "values"
-VALUES_FILES = ("kind.yaml", "minikube.yaml", "production.yaml")
+VALUES_FILES = ("local.yaml", "production.yaml")
 RELEASE = "dagma"
 NAMESPACE = "dagma"
 BUNDLED_DIR = CHARTS / "dagma" / "charts"
@@ -130,7 +130,7 @@ def umbrella_dir(
 
 
 def values_paths(names: Iterable[str]) -> list[Path]:
-    """Paths of files under values/ (e.g. ``["kind.yaml"]``)."""
+    """Paths of files under values/ (e.g. ``["local.yaml"]``)."""
     return [VALUES_DIR / name for name in names]
 
 
