@@ -116,6 +116,9 @@ def both_uis(notes: str, layout: Layout) -> Iterator[dict[str, str]]:
                for title in (DAGSTER_UI, MLFLOW_UI)}  # fmt: skip
 
 
+PAGE_LOAD_MS = 30_000
+
+
 @dataclass(frozen=True)
 class ShownRun:
     """What the pages must show: the asset, its Dagster run and the MLflow run it made."""
@@ -140,7 +143,9 @@ def check_dagster_asset_page(page: Page, run: ShownRun) -> str:
     greeting = page.get_by_text("Join the Dagster community")
     page.add_locator_handler(greeting, lambda _: page.get_by_role("button", name="Skip").click())
     page.goto(f"{run.dagster_url}/assets/{run.asset}")
-    expect(page.get_by_text(run.asset).first).to_be_visible()
+    # The first look waits for the page's scripts to load through the port-forward (slow on
+    # two busy cores); what it shows is then checked at Playwright's default pace.
+    expect(page.get_by_text(run.asset).first).to_be_visible(timeout=PAGE_LOAD_MS)
     latest = page.get_by_text("Latest materialization").locator("..")
     expect(latest.get_by_role("link")).to_have_attribute(
         "href", re.compile(rf"^/runs/{run.dagster_run_id}\b")
@@ -159,7 +164,7 @@ def check_dagster_asset_page(page: Page, run: ShownRun) -> str:
 def check_mlflow_run_page(page: Page, href: str, run: ShownRun) -> None:
     """The link opens the MLflow run: its param, metric, way back to Dagster, and artifact."""
     page.goto(href)  # the link opens a new tab; following its href is the same page
-    expect(page.get_by_role("heading", name=run.asset)).to_be_visible()
+    expect(page.get_by_role("heading", name=run.asset)).to_be_visible(timeout=PAGE_LOAD_MS)
     expect(page.get_by_text(run.mlflow_run_id).first).to_be_visible()
     expect(table_row(page, "n_estimators").get_by_role("cell").nth(1)).to_have_text("10")
     expect(table_row(page, "rmse").get_by_role("cell").nth(1)).to_have_text("0.123")
