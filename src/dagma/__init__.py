@@ -35,28 +35,6 @@ if TYPE_CHECKING:
         mlflow_resource_from_env,
     )
 
-# public name -> module that defines it (importing dagma.tracking imports Dagster, not MLflow)
-_PUBLIC = {
-    **dict.fromkeys(
-        [
-            "MlflowHostRefusedError",
-            "MlflowLoginRefusedError",
-            "MlflowRunRecorder",
-            "MlflowServerError",
-            "MlflowServerUnreachableError",
-            "MlflowStubResource",
-            "MlflowTrackingResource",
-            "NotAnMlflowServerError",
-            "RunStatus",
-            "StubRun",
-            "TrackingInputError",
-            "TrackingUsageError",
-            "mlflow_resource_from_env",
-        ],
-        "dagma.tracking",
-    ),
-    "SettingsError": "dagma.settings",
-}
 __all__ = [
     "MlflowHostRefusedError",
     "MlflowLoginRefusedError",
@@ -73,6 +51,8 @@ __all__ = [
     "TrackingUsageError",
     "mlflow_resource_from_env",
 ]
+# public name -> module that defines it (importing dagma.tracking imports Dagster, not MLflow)
+_PUBLIC = {name: "dagma.tracking" for name in __all__} | {"SettingsError": "dagma.settings"}
 
 
 def __getattr__(name: str) -> Any:
