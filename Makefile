@@ -37,7 +37,7 @@ dev: sync
 
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
 test: sync
-	@$(UV) run --frozen ruff check src tests benchmarks localcluster
+	@$(UV) run --frozen ruff check src tests benchmarks localcluster charts
 	@$(UV) run --frozen pytest -v
 
 ## Heavier variants of the reliability load and fault tests (DAGMA_SOAK=1: tests/support/soak.py).
@@ -46,8 +46,8 @@ soak: sync
 	  tests/reliability/test_server_faults.py
 
 lint: sync
-	@$(UV) run --frozen ruff check src tests benchmarks localcluster
-	@$(UV) run --frozen ruff format --check src tests benchmarks localcluster
+	@$(UV) run --frozen ruff check src tests benchmarks localcluster charts
+	@$(UV) run --frozen ruff format --check src tests benchmarks localcluster charts
 
 bench: sync
 	@$(UV) run --frozen python -m benchmarks

@@ -42,7 +42,7 @@ ACCEPTED_URI_FORMS = (
 
 # How long MLflow's client keeps retrying a server that does not answer. MLflow's own defaults
 # (7 retries, backoff factor 2, 120 s per request) make a run whose server died wait about 8
-# minutes to fail; these are charts/dagma's (tracking.http.*): 2 + 4 + 8 + 16 + 32 s of backoff
+# minutes to fail; these are charts/dagma's (tracking.http.*): 0 + 4 + 8 + 16 + 32 s of backoff
 # per request rides out a restarted server and fails a dead one in about 2 minutes.
 # (variable, default, smallest, largest: MLflow's own limits for the retries and the factor)
 HTTP_REQUEST_LIMITS = {
