@@ -18,6 +18,7 @@ What else touches the environment, and why:
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -143,7 +144,26 @@ def _check_url(variable: str, raw: str) -> str:
             f"{' or '.join(SERVER_SCHEMES)} scheme and a host, "
             f"e.g. {DEFAULT_TRACKING_URI} in the cluster or http://127.0.0.1:5000 locally."
         )
+    _refuse_query_and_fragment(variable, raw)  # links append their own #/experiments/...
     return url
+
+
+def _refuse_query_and_fragment(variable: str, raw: str) -> None:
+    """A server URL is a base: MLflow's client appends /api/2.0/... to it, after a ``#...``
+    (what the UI's address bar shows) or a ``?...`` the request goes to the UI's page instead."""
+    parsed = urlparse(raw.strip())
+    parts = [("fragment", "#" + parsed.fragment)] if parsed.fragment else []
+    if parsed.query:
+        parts.insert(0, ("query", "?" + parsed.query))
+    if not parts:
+        return
+    fixed = parsed._replace(query="", fragment="").geturl().rstrip("/")
+    drop = " and the ".join(f"{part} {text!r}" for part, text in parts)
+    raise SettingsError(
+        f"{variable}={raw!r} has a {drop}: it looks like an address copied from the "
+        "MLflow UI's address bar, and API requests would reach the UI's page instead of the "
+        f"server. Drop the {' and '.join(part for part, _ in parts)}: {variable}={fixed}"
+    )
 
 
 def _check_tracking_uri(variable: str, raw: str) -> str:
@@ -151,6 +171,7 @@ def _check_tracking_uri(variable: str, raw: str) -> str:
     uri = raw.strip()
     parsed = urlparse(uri)
     if parsed.scheme in SERVER_SCHEMES and parsed.netloc:
+        _refuse_query_and_fragment(variable, raw)
         return uri.rstrip("/")
     refused = f"{variable}={raw!r} is not an MLflow tracking URI dagma can use"
     if parsed.scheme not in local_store.SCHEMES:
@@ -235,6 +256,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
         http=_http_request(env),
         server_wait_seconds=_server_wait(env),
     )
+
+
+# Every variable dagma reads (above), for spotting misspelt ones in the environment.
+KNOWN_VARIABLES = (
+    "MLFLOW_USE_TRACKING", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT", "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_UI_URL", "DAGSTER_UI_URL", "MLFLOW_ALLOW_FILE_STORE", SERVER_WAIT_VARIABLE,
+    *(variable for variable, *_ in HTTP_REQUEST_LIMITS.values()),
+)  # fmt: skip
+# Read by MLflow's client or by Dagster themselves, or by the Makefile: right as they are, even
+# where they look like one of dagma's (MLFLOW_TRACKING_TOKEN is close to MLFLOW_TRACKING_URI).
+OTHERS = (
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_PORT", "DAGSTER_PORT", "DAGSTER_HOME",
+)  # fmt: skip
+NEAR_MISS_CUTOFF = 0.85  # MLFLOW_EXPERIMENT_ID ~ MLFLOW_EXPERIMENT is 0.92
+
+
+def near_misses(env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(name set, variable dagma reads)`` for each MLFLOW_*/DAGSTER_* name in ``env``
+    (default: the process environment) that is not one dagma reads but is spelt almost like
+    one: ``MLFLOW_USE_TRACKNG``, ``MLFLOW_TRACKING_URL``, ``mlflow_use_tracking``, ..."""
+    env = os.environ if env is None else env
+    found = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(("MLFLOW_", "DAGSTER_")) or name in KNOWN_VARIABLES + OTHERS:
+            continue
+        # Closest among MLflow's names too: MLFLOW_TRACKING_USERNAM is theirs misspelt, not ours.
+        close = difflib.get_close_matches(upper, KNOWN_VARIABLES + OTHERS, 1, NEAR_MISS_CUTOFF)
+        if close and close[0] in KNOWN_VARIABLES:
+            found.append((name, close[0]))
+    return found
 
 
 @contextmanager

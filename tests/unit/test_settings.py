@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from dagma import MlflowStubResource, MlflowTrackingResource, mlflow_resource_from_env
-from dagma.settings import DEFAULT_TRACKING_URI, SettingsError, load_settings
+from dagma.settings import DEFAULT_TRACKING_URI, SettingsError, load_settings, near_misses
 
 URI = "MLFLOW_TRACKING_URI"
 SWITCH_ROWS = [
@@ -224,3 +224,50 @@ def test_tracking_code_location_does_not_import_mlflow_at_load() -> None:
     env = {"MLFLOW_USE_TRACKING": "true", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     result = _import_definitions(env, "assert 'mlflow' not in sys.modules, 'mlflow imported'")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("pasted", "drop", "fixed"),
+    [
+        ("http://127.0.0.1:5100/#/experiments/0", "fragment '#/experiments/0'", "http://127.0.0.1:5100"),
+        ("http://mlflow:5000/?o=1", "query '?o=1'", "http://mlflow:5000"),
+        ("https://h/mlflow/?a=b#/c", "query '?a=b' and the fragment '#/c'", "https://h/mlflow"),
+    ],
+)  # fmt: skip
+def test_uri_pasted_from_the_ui_is_refused_naming_the_part_and_the_fixed_uri(
+    pasted: str, drop: str, fixed: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"MLFLOW_TRACKING_URI": pasted})
+    message = str(raised.value)
+    assert message.startswith(f"MLFLOW_TRACKING_URI={pasted!r} has a {drop}")
+    assert message.endswith(f": MLFLOW_TRACKING_URI={fixed}")
+    assert load_settings({"MLFLOW_TRACKING_URI": fixed}).tracking_uri == fixed  # the fix works
+
+
+def test_ui_url_with_a_fragment_is_refused_too() -> None:
+    with pytest.raises(SettingsError, match=r"^MLFLOW_UI_URL='http://h:5000/#/x' has a fragment"):
+        load_settings({"MLFLOW_UI_URL": "http://h:5000/#/x"})
+
+
+def test_near_misses_name_the_variable_dagma_reads() -> None:
+    env = {
+        "MLFLOW_USE_TRACKNG": "true",
+        "MLFLOW_TRACKING_URL": "http://127.0.0.1:5100",
+        "MLFLOW_EXPERIMENT_ID": "0",
+        "mlflow_use_tracking": "true",
+        # Right as they are: dagma's own, MLflow's, Dagster's, the Makefile's, unrelated.
+        "MLFLOW_USE_TRACKING": "true",
+        "MLFLOW_TRACKING_TOKEN": "t",
+        "MLFLOW_TRACKING_USERNAM": "a",  # MLflow's name misspelt: not one of dagma's
+        "DAGSTER_HOME": "/tmp",
+        "MLFLOW_PORT": "5100",
+        "HOME": "/root",
+    }
+    assert near_misses(env) == [
+        ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT"),
+        ("MLFLOW_TRACKING_URL", "MLFLOW_TRACKING_URI"),
+        ("MLFLOW_USE_TRACKNG", "MLFLOW_USE_TRACKING"),
+        ("mlflow_use_tracking", "MLFLOW_USE_TRACKING"),
+    ]
+    assert near_misses({"MLFLOW_USE_TRACKING": "1", "PATH": "/bin"}) == []
