@@ -48,6 +48,7 @@ class Answer:
     outcome: Outcome
     status_code: int | None = None
     text: str = ""  # the start of the body, for messages
+    content_type: str = ""  # the answer's Content-Type header, for messages
     experiment: dict[str, Any] | None = None  # FOUND: MLflow's JSON of the experiment
     reason: str = ""  # NO_ANSWER: a few words on why
     retryable: bool = False  # NO_ANSWER: a restarting server gives it (a TLS failure does not)
@@ -82,7 +83,7 @@ def request(creds: Any, endpoint: str, timeout: float, method: str = "GET", **kw
 def classify(response: Any) -> Answer:
     """The outcome of an HTTP answer to the experiment lookup."""
     status, text = response.status_code, response.text
-    answer = Answer(Outcome.NOT_MLFLOW, status, text[:200])
+    answer = Answer(Outcome.NOT_MLFLOW, status, text[:200], content_type_of(response))
     if status == 200:
         try:
             experiment = response.json().get("experiment")
@@ -98,6 +99,18 @@ def classify(response: Any) -> Answer:
     if status in (401, 403):
         return replace(answer, outcome=Outcome.LOGIN_REFUSED)
     return answer
+
+
+def content_type_of(response: Any) -> str:
+    """The Content-Type an HTTP answer came with ("" when it has none)."""
+    return str(response.headers.get("Content-Type") or "")
+
+
+def came_back(status: int | None, content_type: str, text: str) -> str:
+    """What an unexpected answer was, in words: status, content type and the first bytes."""
+    kind = f", {content_type}" if content_type else ", no content type"
+    start = " ".join(text.split())[:120]
+    return f"HTTP {status}{kind}, starting {start!r}" if start else f"HTTP {status}{kind}, empty"
 
 
 def probe(uri: str, experiment: str, timeout: float, creds: Any = None) -> Answer:

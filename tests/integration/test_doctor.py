@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from support import mlflow_servers
+from support.html_server import CONTENT_TYPE, html_server
 from support.mlflow_servers import require_basic_auth
 from support.silent_server import silent_server
 
@@ -103,12 +104,70 @@ def test_misspelled_switch_is_named_with_the_accepted_values() -> None:
     assert "1/true/yes/on" in result.stdout and "0/false/no/off" in result.stdout
 
 
-def test_switch_off_is_a_warning_and_the_server_is_still_checked(mlflow_server: str) -> None:
-    result = doctor(**tracking(mlflow_server, MLFLOW_USE_TRACKING="false"))
-    assert result.returncode == 0
+@pytest.mark.parametrize("switch", [None, "false"])
+def test_switch_off_fails_naming_the_variable_and_the_server_is_still_checked(
+    mlflow_server: str, switch: str | None
+) -> None:
+    variables = {"MLFLOW_TRACKING_URI": mlflow_server}
+    if switch is not None:
+        variables["MLFLOW_USE_TRACKING"] = switch
+    result = doctor(**variables)
+    assert result.returncode == 1, result.stdout
+    assert line(result, "switch").startswith("✘ switch")
+    assert "MLFLOW_USE_TRACKING is off (or unset)" in line(result, "switch")
+    assert "nothing reaches MLflow" in result.stdout
+    assert "set MLFLOW_USE_TRACKING=true" in result.stdout
+    assert line(result, "health").startswith("✔")
+    assert line(result, "experiment").startswith("✔")  # turning it on would work
+    assert result.stdout.endswith("dagma doctor: some checks failed\n")
+
+
+def test_server_only_passes_with_the_switch_off(mlflow_server: str) -> None:
+    result = doctor("--server-only", **tracking(mlflow_server, MLFLOW_USE_TRACKING="false"))
+    assert result.returncode == 0, result.stdout
     assert line(result, "switch").startswith("! switch")
     assert "in-memory stub" in result.stdout
     assert line(result, "health").startswith("✔")
+    assert result.stdout.endswith("dagma doctor: all checks passed\n")
+
+
+def test_misspelt_variables_are_named_with_the_right_spelling(mlflow_server: str) -> None:
+    result = doctor(
+        MLFLOW_USE_TRACKNG="true",
+        MLFLOW_TRACKING_URL=mlflow_server,
+        MLFLOW_EXPERIMENT_ID="0",
+    )
+    assert result.returncode == 1, result.stdout
+    assert line(result, "switch").startswith("✘ switch")
+    out = result.stdout
+    assert "MLFLOW_USE_TRACKNG is set, but dagma reads MLFLOW_USE_TRACKING" in out
+    assert "fix: rename it: MLFLOW_USE_TRACKING=true" in out
+    assert f"fix: rename it: MLFLOW_TRACKING_URI={mlflow_server}" in out
+    assert "MLFLOW_EXPERIMENT_ID is set, but dagma reads MLFLOW_EXPERIMENT" in out
+
+
+def test_uri_pasted_from_the_ui_is_refused_saying_what_to_drop() -> None:
+    result = doctor(**tracking("http://127.0.0.1:5100/#/experiments/0"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert line(result, "uri").startswith("✘ uri")
+    pasted = "MLFLOW_TRACKING_URI='http://127.0.0.1:5100/#/experiments/0' has a fragment"
+    assert pasted in line(result, "uri")
+    assert "Drop the fragment: MLFLOW_TRACKING_URI=http://127.0.0.1:5100\n" in result.stdout
+
+
+def test_a_web_page_instead_of_mlflow_is_a_failed_check_not_a_traceback() -> None:
+    with html_server() as port:
+        result = doctor(**tracking(f"http://127.0.0.1:{port}"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == "", result.stderr
+    assert line(result, "tcp").startswith("✔")
+    health = line(result, "health")
+    assert health.startswith("✘ health")
+    assert f"answered HTTP 200, {CONTENT_TYPE}, starting '<!doctype html><html>" in health
+    assert "not another web server or a proxy's page" in result.stdout
+    assert line(result, "experiment").startswith("- experiment   not checked: fix health first")
+    assert result.stdout.endswith("dagma doctor: some checks failed\n")
 
 
 def test_uri_without_scheme_is_refused_with_the_variable() -> None:

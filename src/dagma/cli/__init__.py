@@ -17,7 +17,13 @@ def parser() -> argparse.ArgumentParser:
         "doctor",
         help="check why runs would not reach MLflow (settings, server, login, experiment)",
         description="Check the MLflow settings of this environment, as the code location "
-        "reads them, and the server or local store they point at. Exit 0 when all pass.",
+        "reads them, and the server or local store they point at. Exit 0 when all pass; "
+        "MLFLOW_USE_TRACKING off is a failure (nothing reaches MLflow) unless --server-only.",
+    )
+    doctor.add_argument(
+        "--server-only",
+        action="store_true",
+        help="check only the server or store, also with MLFLOW_USE_TRACKING off",
     )
     doctor.add_argument(
         "--write-test",
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         from dagma.cli.doctor import doctor
 
-        return doctor(write_test=args.write_test, as_json=args.json)
+        return doctor(write_test=args.write_test, as_json=args.json, server_only=args.server_only)
     from dagma.cli.verify import verify
 
     return verify(

@@ -9,6 +9,7 @@ Once a check fails, the checks that depend on it are listed as not run.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
@@ -16,7 +17,7 @@ from typing import TextIO
 from dagma import local_store
 from dagma.cli.deadline import Deadline
 from dagma.cli.report import Check, Report, Status
-from dagma.settings import SettingsError, TrackingSettings, load_settings
+from dagma.settings import SettingsError, TrackingSettings, load_settings, near_misses
 
 # Seconds the checks may spend waiting for the network; with Python and MLflow's import
 # (~3 s of CPU) the whole command stays under 15 s on an idle machine.
@@ -25,8 +26,20 @@ CHECK_OF_VARIABLE = {"MLFLOW_USE_TRACKING": "switch", "MLFLOW_TRACKING_URI": "ur
 API_CHECKS = ("host-header", "credentials", "experiment", "artifacts")
 
 
-def settings_checks(report: Report) -> TrackingSettings | None:
-    """The switch and the URI, as :func:`dagma.settings.load_settings` resolves them."""
+def settings_checks(report: Report, server_only: bool = False) -> TrackingSettings | None:
+    """The switch and the URI, as :func:`dagma.settings.load_settings` resolves them, and any
+    variable set under a near-miss name. Tracking off fails unless ``server_only``."""
+    for name, meant in near_misses():
+        report.add(
+            Check(
+                "names",
+                Status.WARN,
+                f"{name} is set, but dagma reads {meant} and ignores {name}",
+                f"rename it: {meant}={os.environ[name]}"
+                if name != "MLFLOW_EXPERIMENT_ID"  # MLflow's experiment id, not dagma's name
+                else f"set {meant} to the experiment's name (dagma looks experiments up by name)",
+            )
+        )
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -44,13 +57,15 @@ def settings_checks(report: Report) -> TrackingSettings | None:
     if settings.tracking_enabled:
         report.add(Check("switch", Status.OK, "MLFLOW_USE_TRACKING is on: runs go to MLflow"))
     else:
+        # "Why is my run not in MLflow?": with tracking off, this is the answer.
         report.add(
             Check(
                 "switch",
-                Status.WARN,
+                Status.WARN if server_only else Status.FAIL,
                 "MLFLOW_USE_TRACKING is off (or unset): assets log to the in-memory stub and "
                 "nothing reaches MLflow; the checks below show whether turning it on would work",
-                "set MLFLOW_USE_TRACKING=true in the code location's environment",
+                "set MLFLOW_USE_TRACKING=true in the code location's environment "
+                "(`dagma doctor --server-only` checks only the server and store)",
             )
         )
     report.add(
@@ -85,7 +100,10 @@ def _run_in_order(report: Report, steps: Iterable[Step], deadline: Deadline) -> 
             for name in names:
                 report.add(Check(name, Status.SKIPPED, f"not checked: fix {failed} first"))
             continue
-        checks = step()
+        try:
+            checks = step()
+        except Exception as exc:  # doctor's output is a report, never a traceback
+            checks = [_unexpected(names[0], exc)]
         for check in checks:
             report.add(check)
             if check.status is Status.FAIL and failed is None:
@@ -95,6 +113,16 @@ def _run_in_order(report: Report, steps: Iterable[Step], deadline: Deadline) -> 
             for name in (name for name in names if name not in returned):
                 report.add(Check(name, Status.SKIPPED, f"not checked: fix {failed} first"))
     return failed is None
+
+
+def _unexpected(name: str, exc: Exception) -> Check:
+    return Check(
+        name,
+        Status.FAIL,
+        f"the check itself failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+        "an answer dagma did not expect: check that the URI is the MLflow server's base URL, "
+        "and please report this with the line above",
+    )
 
 
 def server_checks(report: Report, settings: TrackingSettings, deadline: Deadline) -> bool:
@@ -123,11 +151,19 @@ def store_checks(settings: TrackingSettings) -> list[Check]:
     ]
 
 
-def doctor(write_test: bool = False, out: TextIO = sys.stdout, as_json: bool = False) -> int:
-    """Run every check, print the report; return the exit code (0 only when all pass)."""
+def doctor(
+    write_test: bool = False,
+    out: TextIO = sys.stdout,
+    as_json: bool = False,
+    server_only: bool = False,
+) -> int:
+    """Run every check, print the report; return the exit code (0 only when all pass).
+
+    Tracking switched off is a failure (nothing reaches MLflow) unless ``server_only``.
+    """
     deadline = Deadline(BUDGET_SECONDS)
     report = Report("dagma doctor", [])
-    settings = settings_checks(report)
+    settings = settings_checks(report, server_only=server_only)
     if settings is not None:
         if settings.local_store:
             checks = store_checks(settings)
@@ -139,7 +175,11 @@ def doctor(write_test: bool = False, out: TextIO = sys.stdout, as_json: bool = F
             if healthy:
                 from dagma.cli.write_check import write_check
 
-                report.add(write_check(settings.tracking_uri, settings.experiment, deadline))
+                try:
+                    check = write_check(settings.tracking_uri, settings.experiment, deadline)
+                except Exception as exc:  # a report, never a traceback
+                    check = _unexpected("write-test", exc)
+                report.add(check)
             else:
                 report.add(Check("write-test", Status.SKIPPED, "not run: fix the failures first"))
     report.write(out, as_json=as_json, duration_seconds=round(deadline.elapsed, 2))

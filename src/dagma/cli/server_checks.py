@@ -134,12 +134,18 @@ def health(server: TrackingServer, deadline: Deadline) -> Check:
             "something accepts connections there but it is not a working MLflow server: "
             f"check the server's logs, or correct {server.setting}",
         )
-    if response.status_code != 200:
+    # MLflow answers exactly "OK"; a web page with 200 (a proxy, another app) is not that.
+    if response.status_code != 200 or response.text.strip() != "OK":
+        answered = mlflow_server.came_back(
+            response.status_code, mlflow_server.content_type_of(response), response.text
+        )
         return Check(
             "health",
             Status.FAIL,
-            f"{server.uri}/health answered HTTP {response.status_code}: {response.text[:120]!r}",
-            f"{server.setting} must be the server's base URL (no path), e.g. http://mlflow:5000",
+            f"{server.uri}/health answered {answered}: not MLflow's 'OK'",
+            f"{server.setting} must be the MLflow server's base URL (no path), e.g. "
+            f"http://mlflow:5000; check that {server.host}:{server.port} is the MLflow server "
+            "and not another web server or a proxy's page",
         )
     return Check("health", Status.OK, f"{server.uri}/health answers OK")
 
@@ -228,9 +234,11 @@ def api_access(server: TrackingServer, experiment: str, deadline: Deadline) -> l
             Check(
                 "experiment",
                 Status.FAIL,
-                f"looking up experiment {experiment!r} answered HTTP {answer.status_code}: "
-                f"{answer.text[:160]!r}",
-                "check the server's logs",
+                f"looking up experiment {experiment!r} answered "
+                f"{mlflow_server.came_back(answer.status_code, answer.content_type, answer.text)}"
+                ": not MLflow's JSON",
+                f"check that {server.setting} is the MLflow server's base URL and not another "
+                "web server's or a proxy's; else the server's logs",
             )
         )
         return checks
