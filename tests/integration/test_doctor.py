@@ -20,11 +20,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from support import mlflow_servers
-from support.html_server import CONTENT_TYPE, html_server
+from support.html_server import CONTENT_TYPE, PAGE, html_server
 from support.mlflow_servers import require_basic_auth
 from support.silent_server import silent_server
 
 from dagma.dev import local_mlflow
+from dagma.mlflow_server import Outcome, came_back, probe
 
 DAGMA = Path(sys.executable).parent / "dagma"
 BOUND_SECONDS = 15.0  # the bound on the whole command
@@ -141,8 +142,9 @@ def test_misspelt_variables_are_named_with_the_right_spelling(mlflow_server: str
     assert line(result, "switch").startswith("✘ switch")
     out = result.stdout
     assert "MLFLOW_USE_TRACKNG is set, but dagma reads MLFLOW_USE_TRACKING" in out
-    assert "fix: rename it: MLFLOW_USE_TRACKING=true" in out
-    assert f"fix: rename it: MLFLOW_TRACKING_URI={mlflow_server}" in out
+    assert "fix: rename it to MLFLOW_USE_TRACKING" in out
+    assert "MLFLOW_TRACKING_URL is set, but dagma reads MLFLOW_TRACKING_URI" in out
+    assert mlflow_server not in out  # a URI may hold a login: values stay out of the report
     assert "MLFLOW_EXPERIMENT_ID is set, but dagma reads MLFLOW_EXPERIMENT" in out
 
 
@@ -330,3 +332,15 @@ def test_python_m_dagma_is_the_same_command() -> None:
     assert result.returncode == 1
     [check] = json.loads(result.stdout)["checks"]
     assert (check["name"], check["status"]) == ("switch", "fail")
+
+
+def test_the_probe_says_what_a_web_page_answered() -> None:
+    # The API check's words for a page that is not MLflow's JSON (doctor stops at /health
+    # before it; the resource's NotAnMlflowServerError words the same answer).
+    with html_server() as port:
+        answer = probe(f"http://127.0.0.1:{port}", "Default", timeout=5)
+    assert (answer.outcome, answer.status_code) == (Outcome.NOT_MLFLOW, 200)
+    assert answer.content_type == CONTENT_TYPE
+    assert came_back(answer.status_code, answer.content_type, answer.text) == (
+        f"HTTP 200, {CONTENT_TYPE}, starting {PAGE.decode()[:120]!r}"
+    )

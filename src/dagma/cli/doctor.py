@@ -9,7 +9,6 @@ Once a check fails, the checks that depend on it are listed as not run.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
@@ -35,7 +34,7 @@ def settings_checks(report: Report, server_only: bool = False) -> TrackingSettin
                 "names",
                 Status.WARN,
                 f"{name} is set, but dagma reads {meant} and ignores {name}",
-                f"rename it: {meant}={os.environ[name]}"
+                f"rename it to {meant} (its value is kept out of this report)"
                 if name != "MLFLOW_EXPERIMENT_ID"  # MLflow's experiment id, not dagma's name
                 else f"set {meant} to the experiment's name (dagma looks experiments up by name)",
             )
