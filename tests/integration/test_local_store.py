@@ -77,8 +77,10 @@ def test_local_store_records_params_metric_and_artifact(
     assert list(workdir.iterdir()) == []
 
     # No server: the log line and the metadata say how to open the UI on this store.
-    command = f"mlflow ui --backend-store-uri {uri}"
-    assert metadata["mlflow_ui_command"].value == command
+    command = metadata["mlflow_ui_command"].value  # run as printed: test_mlflow_ui_command.py
+    assert command.startswith(
+        f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} "
+    )
     assert "mlflow_run_url" not in metadata
     assert any(m.startswith(f"MLflow run {run_id}") and command in m for m in messages)
 
@@ -155,4 +157,7 @@ def test_demo_with_a_sqlite_store_prints_what_mlflow_holds(tmp_path: Path) -> No
     assert f"params       {run.data.params}" in out
     assert f"metrics      {run.data.metrics}" in out
     assert "n_estimators=10" in out and "rmse=0.123" in out  # the artifact's content
-    assert f"UI           mlflow ui --backend-store-uri {uri}" in out
+    assert (
+        f"UI           {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {uri} "
+        in out
+    )

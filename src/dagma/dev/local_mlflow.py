@@ -9,6 +9,7 @@ The ``mlflow`` command comes from the full ``mlflow`` package (dev group).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -133,8 +134,8 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def port_holder(port: int) -> str | None:
-    """``pid N (command line)`` of the process listening on ``port``, if it can be found.
+def port_holder_pid(port: int) -> int | None:
+    """The pid of a process listening on TCP ``port``, if it can be found.
 
     Reads ``/proc`` (Linux); processes of other users are invisible without root.
     """
@@ -147,11 +148,38 @@ def port_holder(port: int) -> str | None:
             continue
         try:
             if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
-                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-                return f"pid {proc.name} ({command[:120]})"
+                return int(proc.name)
         except OSError:  # gone, or not ours to read
             continue
     return None
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of process ``pid``, or None when it is gone (or not ours to read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return None
+
+
+def port_holder(port: int) -> str | None:
+    """``pid N (command line)`` of the process listening on ``port``, if it can be found."""
+    pid = port_holder_pid(port)
+    command = command_line(pid) if pid is not None else None
+    return None if command is None else f"pid {pid} ({command[:120]})"
+
+
+def ui_command(backend_store_uri: str) -> str:
+    """An ``mlflow ui`` command for a local store that runs as printed, from any directory.
+
+    This environment's own ``mlflow`` by its absolute path (no activated virtualenv needed),
+    on a port that is free right now (the demo's server may hold 5000, MLflow's default).
+    """
+    mlflow = Path(sys.executable).parent / "mlflow"
+    program = [str(mlflow)] if mlflow.exists() else [sys.executable, "-m", "mlflow"]
+    return shlex.join(
+        [*program, "ui", "--backend-store-uri", backend_store_uri, "--port", str(free_port())]
+    )
 
 
 def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -231,7 +231,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
             metadata["mlflow_run_url"] = MetadataValue.url(url)
             message = f"{where}: {url}"
         else:
-            command = f"mlflow ui --backend-store-uri {self.tracking_uri}"
+            from dagma.dev.local_mlflow import ui_command  # runs as printed, on a free port
+
+            command = ui_command(self.tracking_uri)
             metadata["mlflow_ui_command"] = command
             message = f"{where} (local store {self.tracking_uri}); open the UI with `{command}`"
         context.add_asset_metadata(metadata, asset_key=context.asset_key)
