@@ -2,17 +2,16 @@
 
 A local store is written by the MLflow client itself, with no server. Its rules:
 the URI names an absolute path (run pods and ``dagster dev`` work in different
-directories); ``file://`` needs MLflow 3's opt-in, ``sqlite://`` the SQL packages
-mlflow-skinny leaves out; a SQLite store keeps its artifacts beside the database;
-the path must exist or be creatable, and be writable. :mod:`dagma.settings` refuses
-a bad URI with :func:`uri_problem` and :func:`setup_problem`, the tracking resource
-and ``dagma doctor --write-test`` open a SQLite store with :func:`open_sqlite_store`,
-and ``dagma doctor`` reports :func:`path_findings`.
+directories); ``file://`` needs MLflow 3's opt-in (``sqlite://`` needs SQLAlchemy and
+Alembic, which Dagster, a dependency of dagma, always installs); a SQLite store keeps its
+artifacts beside the database; the path must exist or be creatable, and be writable.
+:mod:`dagma.settings` refuses a bad URI with :func:`uri_problem` and
+:func:`setup_problem`, the tracking resource and ``dagma doctor --write-test`` open a
+SQLite store with :func:`open_sqlite_store`, and ``dagma doctor`` reports :func:`path_findings`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,8 +19,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 SCHEMES = ("file", "sqlite")
-# What a database store needs beyond mlflow-skinny (import name, distribution).
-DATABASE_STORE_PACKAGES = (("sqlalchemy", "SQLAlchemy"), ("alembic", "Alembic"))
 SQLITE_FORM = "sqlite:////ABSOLUTE/PATH/mlflow.db (four slashes before an absolute path)"
 FILE_FORM = "file:///ABSOLUTE/PATH/mlruns"
 ARTIFACTS_DIR = "mlartifacts"  # beside the SQLite database
@@ -65,31 +62,16 @@ def uri_problem(uri: str, alternatives: str) -> str | None:
 
 
 def setup_problem(uri: str, variable: str, allow_file_store: bool) -> str | None:
-    """What the store needs before its first run and lacks: MLflow's opt-in for ``file://``,
-    the SQL packages for ``sqlite://``. None when nothing is missing."""
+    """What the store needs before its first run and lacks: MLflow's opt-in for ``file://``.
+    None when nothing is missing."""
     if not is_sqlite(uri) and not allow_file_store:
         database = store_path(uri).parent / "mlflow.db"
         return (
             f"{variable}={uri!r} is MLflow's file store, which MLflow 3 refuses unless "
             "MLFLOW_ALLOW_FILE_STORE=true. Either set MLFLOW_ALLOW_FILE_STORE=true, or use "
-            f"the SQLite store MLflow recommends: {variable}=sqlite:///{database} "
-            "(install it with `pip install 'dagma[local]'`)."
+            f"the SQLite store MLflow recommends: {variable}=sqlite:///{database}."
         )
-    if is_sqlite(uri):
-        missing = [dist for name, dist in DATABASE_STORE_PACKAGES if not _installed(name)]
-        if missing:
-            return (
-                f"{variable}={uri!r} is a database store, which needs {' and '.join(missing)}: "
-                "mlflow-skinny does not include them. Install `dagma[local]` "
-                "(`pip install 'dagma[local]'` or `uv add 'dagma[local]'`), "
-                "or point it at a server."
-            )
     return None
-
-
-def _installed(module: str) -> bool:
-    # find_spec locates the package without importing it: loading settings stays cheap.
-    return importlib.util.find_spec(module) is not None
 
 
 def open_sqlite_store(uri: str) -> Any:

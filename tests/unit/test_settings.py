@@ -142,20 +142,6 @@ def test_tracking_off_does_not_ask_for_local_store_requirements() -> None:
     assert settings.local_store and not settings.tracking_enabled
 
 
-def test_sqlite_store_without_sqlalchemy_says_to_install_the_local_extra() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['sqlalchemy'] = None  # as if not installed\n"
-        "from dagma.settings import load_settings\n"
-        "load_settings({'MLFLOW_USE_TRACKING': 'true',"
-        " 'MLFLOW_TRACKING_URI': 'sqlite:////srv/mlflow.db'})\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "database store, which needs SQLAlchemy:" in result.stderr
-    assert "dagma[local]" in result.stderr
-
-
 @pytest.mark.parametrize(
     ("env", "experiment"),
     [
