@@ -27,6 +27,7 @@ HELM_VERSION = "v3.19.5"
 COREDNS_VERSION = "v1.13.2"
 CRI_DOCKERD_VERSION = "0.3.17"
 SKAFFOLD_VERSION = "v2.24.0"
+SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"  # a commit: no tagged release is served
 
 
 def _kubernetes_ldflags() -> tuple[str, ...]:
@@ -111,6 +112,14 @@ MODULES = (
             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
         ),
     ),
+    # The NetworkPolicy enforcer (only its firewall runs).
+    Module(
+        "kube-router",
+        {"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+        ("-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.1.0",),
+    ),
+    # The object store's server; it runs in a pod (localcluster/images/seaweedfs), not here.
+    Module("seaweedfs", {"weed": "github.com/seaweedfs/seaweedfs/weed"}),
     Module(
         "skaffold",
         {"skaffold": "github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold"},

@@ -39,6 +39,8 @@ CLIENTS = (
     Client("kubelet", f"system:node:{NODE_NAME}", ("system:nodes",)),
     Client("kube-proxy", "system:kube-proxy"),
     Client("coredns", "system:coredns"),
+    # The NetworkPolicy enforcer (its ClusterRole is bound to this user by the add-ons).
+    Client("kube-router", "dagma:kube-router"),
     # The API server's identity towards the kubelet (logs, exec, port-forward).
     Client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
 )
@@ -99,6 +101,30 @@ def _write_pair(directory: Path, name: str, cert: x509.Certificate, key) -> None
     _write_key(directory / f"{name}.key", key)
 
 
+def _write_clients(
+    directory: Path, ca_cert: x509.Certificate, ca_key, clients: tuple[Client, ...]
+) -> None:
+    for client in clients:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = _name(client.user, client.groups)
+        cert = _sign(subject, key, ca_cert, ca_key, [ExtendedKeyUsageOID.CLIENT_AUTH])
+        _write_pair(directory, client.name, cert, key)
+
+
+def add_missing_clients(directory: Path) -> list[str]:
+    """Client pairs a newer CLIENTS list has and ``directory`` lacks, signed by its CA.
+
+    A cluster started before a component was added keeps its PKI (and every running
+    component its certificates); only the new component's pair is made. Returns their names.
+    """
+    missing = tuple(c for c in CLIENTS if not (directory / f"{c.name}.crt").exists())
+    if missing:
+        ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        _write_clients(directory, ca_cert, ca_key, missing)
+    return [c.name for c in missing]
+
+
 def make_pki(directory: Path) -> None:
     """Write ca.crt/key, apiserver, kubelet-serving, every client pair and sa.key/pub."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -131,11 +157,7 @@ def make_pki(directory: Path) -> None:
         )
         _write_pair(directory, name, cert, key)
 
-    for client in CLIENTS:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = _name(client.user, client.groups)
-        cert = _sign(subject, key, ca_cert, ca_key, [ExtendedKeyUsageOID.CLIENT_AUTH])
-        _write_pair(directory, client.name, cert, key)
+    _write_clients(directory, ca_cert, ca_key, CLIENTS)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(directory / "sa.key", sa_key)

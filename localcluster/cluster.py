@@ -22,7 +22,13 @@ from pathlib import Path
 import yaml
 
 from localcluster import binaries, certs, engine, network, standins
-from localcluster.components import HELPER_IMAGE, Layout, processes, write_configs
+from localcluster.components import (
+    ENFORCER_HEALTH_PORT,
+    HELPER_IMAGE,
+    Layout,
+    processes,
+    write_configs,
+)
 from localcluster.engine import Docker
 from localcluster.processes import Process, wait_until
 from localcluster.settings import API_PORT, NODE_NAME, cluster_dir
@@ -98,6 +104,18 @@ def _node_ready(layout: Layout) -> bool:
     return conditions.get("Ready") == "True"
 
 
+def _enforcer_healthy() -> bool:
+    """Whether kube-router's /healthz answers 200 (its firewall controller has synced)."""
+    connection = http.client.HTTPConnection("127.0.0.1", ENFORCER_HEALTH_PORT, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def _addons(layout: Layout) -> None:
     """CoreDNS's read access, local-path-provisioner's own manifest (no Deployment: it runs
     on the host) and config file, its StorageClass made the default."""
@@ -122,6 +140,32 @@ def _addons(layout: Layout) -> None:
                         "name": "dagma:coredns"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                           "name": "system:coredns"}],
+        },
+        # The rules of kube-router's daemonset/generic-kuberouter.yaml (what its firewall
+        # reads), bound to its certificate's user.
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "dagma:kube-router"},
+            "rules": [
+                {"apiGroups": [""],
+                 "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+                 "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+                 "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                 "verbs": ["list", "get", "watch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "dagma:kube-router"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "dagma:kube-router"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": "dagma:kube-router"}],
         },
     ]  # fmt: skip
     upstream = standins.module_dir(
@@ -176,6 +220,8 @@ def up(log=print) -> Started:
     step = time.monotonic()
     if not (lay.pki / "ca.crt").exists():
         certs.make_pki(lay.pki)
+    for added in certs.add_missing_clients(lay.pki):
+        log(f"    client certificate {added} added (a component newer than this cluster)")
     write_configs(lay)
     network.setup(lay.state)
     network.cni_config(lay.state)
@@ -196,6 +242,12 @@ def up(log=print) -> Started:
     _addons(lay)
     by_name["coredns"].start()
     by_name["local-path-provisioner"].start()
+    step = time.monotonic()
+    enforcer = by_name["kube-router"]
+    enforcer.start()
+    wait_until("NetworkPolicy enforcer's rules", _enforcer_healthy, enforcer)
+    seconds = timings["network_policy_enforcer_ready"] = time.monotonic() - step
+    log(f"    NetworkPolicy enforcer (kube-router's firewall) ready in {seconds:.1f} s")
     wait_until("node Ready", lambda: _node_ready(lay), by_name["kubelet"], timeout=180)
     wait_until(
         "default ServiceAccount",
@@ -262,6 +314,9 @@ def down(log=print) -> None:
     proxy = lay.bin / "kube-proxy"
     if proxy.exists():
         subprocess.run([str(proxy), "--cleanup"], capture_output=True, check=False)
+    enforcer = lay.bin / "kube-router"
+    if enforcer.exists():  # its iptables chains and ipsets
+        subprocess.run([str(enforcer), "--cleanup-config"], capture_output=True, check=False)
     _unmount_below(lay.data)
     network.teardown(lay.state)
     for transient in ("data", "run", "cni", "config", "pki"):

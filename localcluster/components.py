@@ -26,6 +26,7 @@ from localcluster.settings import (
 )
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+ENFORCER_HEALTH_PORT = 20244  # kube-router's default, /healthz
 HELPER_IMAGE = "docker.io/busybox:1.28"  # local-path-provisioner's helper pod (a stand-in)
 ADMISSION = (
     "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,DefaultStorageClass,"
@@ -119,7 +120,9 @@ def write_configs(layout: Layout) -> None:
     """Kubeconfigs for every client, the kubelet's and kube-proxy's config files, the Corefile."""
     server = f"https://127.0.0.1:{API_PORT}"
     write_kubeconfig(layout.kubeconfig, layout.pki, "admin", server)
-    for client in ("controller-manager", "scheduler", "kubelet", "kube-proxy", "coredns"):
+    clients = ("controller-manager", "scheduler", "kubelet", "kube-proxy", "coredns",
+               "kube-router")  # fmt: skip
+    for client in clients:
         write_kubeconfig(layout.component_kubeconfig(client), layout.pki, client, server)
     pki = layout.pki
     kubelet = {
@@ -279,6 +282,21 @@ def processes(layout: Layout) -> list[Process]:
         ),
         layout.process("kube-proxy", f"--config={layout.config / 'kube-proxy.yaml'}"),
         layout.process("coredns", "-conf", str(layout.config / "Corefile")),
+        # NetworkPolicy enforced in iptables and ipsets: kube-router with only its firewall
+        # (no routing, no service proxy: the bridge and kube-proxy do those). Why not
+        # kube-network-policies: docs/local-cluster.md.
+        layout.process(
+            "kube-router",
+            f"--kubeconfig={kc('kube-router')}",
+            f"--hostname-override={NODE_NAME}",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--enable-cni=false",
+            f"--health-port={ENFORCER_HEALTH_PORT}",
+            "--metrics-port=0",
+            "--v=1",
+        ),
         layout.process(
             "local-path-provisioner",
             "--debug",

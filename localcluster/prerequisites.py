@@ -24,6 +24,7 @@ HOST_EXECUTABLES = {
     "iptables": f"{APT} iptables",
     "conntrack": f"{APT} conntrack",
     "socat": f"kubectl port-forward through cri-dockerd: {APT} socat",
+    "ipset": f"kube-router's NetworkPolicy firewall keeps pod sets in ipsets: {APT} ipset",
 }
 
 

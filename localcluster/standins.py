@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from localcluster.base_image import debian_mirror, ensure_base_image, has_image, image_label
-from localcluster.binaries import go_executable
+from localcluster.binaries import MODULES, SEAWEEDFS_VERSION, go_executable
 from localcluster.components import HELPER_IMAGE, PAUSE_IMAGE
 from localcluster.engine import Docker
 from localcluster.image_build import build_image
@@ -125,6 +125,27 @@ def ensure_node_images(docker: Docker) -> None:
             _build_from(docker, "pause", PAUSE_IMAGE, {"pause": binary})
     ensure_busybox(docker)
     ensure_volume_permissions_image(docker)
+    ensure_object_store_image(docker)
+
+
+OBJECT_STORE_IMAGE = f"dagma-seaweedfs:{SEAWEEDFS_VERSION.rsplit('-', 1)[-1]}"
+
+
+def ensure_object_store_image(docker: Docker, base_image: str | None = None) -> str:
+    """SeaweedFS's ``weed`` (the binary cache's build of localcluster/go/seaweedfs) on the base.
+
+    Rebuilt when the Dockerfile or the module's pin changes (the recipe holds the
+    module's cache key, not the binary's 100 MB).
+    """
+    [module] = [m for m in MODULES if m.name == "seaweedfs"]
+    recipe = _recipe("seaweedfs", [], module.key())
+    if not _is_current(docker, OBJECT_STORE_IMAGE, recipe):
+        weed = module.cached() / "weed"
+        if not weed.exists():
+            raise RuntimeError(f"{weed} is missing: `make cluster-up` builds it")
+        base = base_image or ensure_base_image(docker).tag
+        _build_from(docker, "seaweedfs", OBJECT_STORE_IMAGE, {"weed": weed}, recipe, base)
+    return OBJECT_STORE_IMAGE
 
 
 def ensure_volume_permissions_image(docker: Docker, base_image: str | None = None) -> str:

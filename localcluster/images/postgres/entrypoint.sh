@@ -21,6 +21,12 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         ${POSTGRES_INITDB_ARGS:-} >/dev/null
     rm -f "$password_file"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    # TLS with a self-signed certificate, so clients that ask for sslmode=require (as
+    # values/production.yaml does) connect; no client verifies it.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=postgres" \
+        -keyout "$PGDATA/server.key" -out "$PGDATA/server.crt" 2>/dev/null
+    chmod 600 "$PGDATA/server.key"
+    echo "ssl = on" >> "$PGDATA/postgresql.conf"
     if [ "$POSTGRES_DB" != "postgres" ]; then
         postgres --single -D "$PGDATA" postgres <<SQL >/dev/null
 CREATE DATABASE "$POSTGRES_DB" OWNER "$POSTGRES_USER";
