@@ -1,0 +1,291 @@
+"""values/production.yaml installed for real: S3 artifacts, basic auth, enforced NetworkPolicy.
+
+One install for the module (:func:`support.production.installed_production`): charts/dagma
+with ``-f values/production.yaml -f tests/support/production-overlay.yaml``, MLflow on its
+own PostgreSQL, artifacts in SeaweedFS, two MLflow replicas behind the Service, the
+cluster's kube-network-policies enforcing the chart's NetworkPolicy. ``train_model_stub``
+is launched through the webserver (a port-forward, dagster-graphql's client); what it
+wrote is read back from MLflow and from the bucket itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import yaml
+from dagster_graphql import DagsterGraphQLClient
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
+from support.production import (
+    OVERLAY,
+    PREFIX,
+    Production,
+    installed_production,
+    read_object,
+)
+from support.production_checks import (
+    FINISHED,
+    HEALTH,
+    env_names,
+    login,
+    pods_of,
+    reach_from_new_pod,
+    reach_from_running_pod,
+    submit,
+    wait_finished,
+)
+from support.release_install import describe
+from support.umbrella import values_paths
+from support.workloads import port_forward, unique, wait_for
+
+from localcluster.cluster import kubectl
+from localcluster.components import Layout
+
+SUMMARY = "n_estimators=10\nrmse=0.123\n"  # what train_model_stub writes (src/dagma/defs)
+# The first test also waits for the images, databases, object store and the install.
+pytestmark = pytest.mark.timeout(1500)
+STREAM = 6  # materializations per stream: bounded, a few minutes on 2 cores
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    mlflow: str  # http://127.0.0.1:<port>
+    dagster: DagsterGraphQLClient
+
+
+@dataclass(frozen=True)
+class Materialized:
+    run_id: str
+    status: str
+    mlflow_run_id: str
+    artifact_uri: str
+
+
+@pytest.fixture(scope="module")
+def production(layout: Layout, kube, release_images, pod_image, cluster_measure) -> Iterator[
+        Production]:  # fmt: skip
+    with installed_production(layout, kube, pod_image, release_images.mlflow.tag) as installed:
+        cluster_measure("production: helm install to all Ready",
+                        f"{installed.install_seconds:.0f} s")  # fmt: skip
+        yield installed
+
+
+@pytest.fixture(scope="module")
+def endpoints(layout: Layout, production: Production) -> Iterator[Endpoints]:
+    forward = (layout.bin / "kubectl", layout.kubeconfig, production.namespace)
+    webserver = "svc/dagma-dagster-webserver"
+    with port_forward(*forward, "svc/mlflow", 5000) as mlflow_port, \
+            port_forward(*forward, webserver, 3000) as dagster_port:  # fmt: skip
+        yield Endpoints(f"http://127.0.0.1:{mlflow_port}",
+                        DagsterGraphQLClient("127.0.0.1", port_number=dagster_port))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def materialized(layout: Layout, production: Production, endpoints: Endpoints) -> Materialized:
+    run_id = submit(endpoints.dagster)
+    [status] = wait_finished(endpoints.dagster, [run_id], 600,
+                             lambda: describe(layout, production.namespace)).values()  # fmt: skip
+    with login(*production.admin):
+        tracking = MlflowClient(endpoints.mlflow)
+        [run] = tracking.search_runs(
+            [e.experiment_id for e in tracking.search_experiments()],
+            filter_string=f"tags.`dagster.run_id` = '{run_id}'",
+        )
+    return Materialized(run_id, status, run.info.run_id, run.info.artifact_uri)
+
+
+def test_the_overlay_changes_only_what_names_the_outside_world() -> None:
+    """The user deployment of the overlay is production's but for the image, telemetry
+    off and the CPU request (Helm replaces lists whole, so it is repeated)."""
+    [production] = yaml.safe_load(values_paths(["production.yaml"])[0].read_text())["dagster"][
+        "dagster-user-deployments"]["deployments"]  # fmt: skip
+    [overlay] = yaml.safe_load(OVERLAY.read_text())["dagster"]["dagster-user-deployments"][
+        "deployments"]  # fmt: skip
+    assert overlay.pop("image") == {**production.pop("image"), "repository": "dagma-user-code"}
+    assert {v["name"] for v in overlay.pop("env")} == {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+    assert overlay["resources"].pop("requests") == {"cpu": "100m", "memory": "1Gi"}
+    production["resources"].pop("requests")
+    assert overlay == production
+
+
+def test_train_model_stub_writes_its_artifact_through_the_proxy_into_the_bucket(
+    core: client.CoreV1Api, production: Production, endpoints: Endpoints,
+    materialized: Materialized, release_images,
+) -> None:  # fmt: skip
+    assert materialized.status == "SUCCESS", materialized
+    assert materialized.artifact_uri.startswith("mlflow-artifacts:")  # the server's proxy
+    with login(*production.admin):
+        tracking = MlflowClient(endpoints.mlflow)
+        run = tracking.get_run(materialized.mlflow_run_id)
+        assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
+        assert [a.path for a in tracking.list_artifacts(run.info.run_id)] == ["train_summary.txt"]
+    # mlflow-artifacts:/<experiment>/<run>/artifacts maps onto s3://mlflow-artifacts/dagma/...
+    path = urlsplit(materialized.artifact_uri).path.lstrip("/")
+    key = f"{PREFIX}/{path}/train_summary.txt"
+    assert read_object(core, release_images.mlflow.tag, key) == SUMMARY.encode()
+
+
+def test_no_pod_but_mlflow_carries_s3_credentials(
+    core: client.CoreV1Api, production: Production, materialized: Materialized
+) -> None:
+    """Run pods (the Job's template and the pods themselves), the code location and
+    Dagster's pods: none reads the S3 Secret or an AWS key; MLflow's server pods do."""
+    aws = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "secret:mlflow-s3"}
+    pods = core.list_namespaced_pod(production.namespace).items
+    run_pods = [p for p in pods if (p.metadata.labels or {}).get("dagster/run-id")]
+    assert any(p.metadata.labels["dagster/run-id"] == materialized.run_id for p in run_pods)
+    jobs = client.BatchV1Api(core.api_client).list_namespaced_job(production.namespace).items
+    specs = {f"job/{j.metadata.name}": j.spec.template.spec for j in jobs}
+    specs |= {f"pod/{p.metadata.name}": p.spec for p in pods}
+    carrying = {name: sorted(found & aws) for name, spec in specs.items()
+                for found in [set().union(*env_names(spec).values())] if found & aws}  # fmt: skip
+    servers = {name for name in carrying if name.startswith("pod/dagma-mlflow-")
+               and not name.startswith("pod/dagma-mlflow-migrate")}  # fmt: skip
+    assert len(servers) == 2 and set(carrying) == servers, carrying
+    for run_pod in run_pods:  # each run logs in with the client Secret
+        assert "secret:dagma-mlflow-client" in set().union(*env_names(run_pod.spec).values())
+
+
+def test_basic_auth_refuses_strangers_and_default_read_holds_for_another_user(
+    production: Production, endpoints: Endpoints, materialized: Materialized
+) -> None:
+    search = f"{endpoints.mlflow}/api/2.0/mlflow/experiments/search?max_results=10"
+    admin, password = production.admin
+    assert requests.get(search, timeout=30).status_code == 401
+    assert requests.get(search, auth=(admin, password + "x"), timeout=30).status_code == 401
+    assert requests.get(search, auth=(admin, password), timeout=30).status_code == 200
+    reader = (unique("reader"), "reader-password-1")
+    with login(*production.admin):
+        get_app_client("basic-auth", tracking_uri=endpoints.mlflow).create_user(*reader)
+        experiment = MlflowClient(endpoints.mlflow).get_experiment_by_name("dagma")
+    with login(*reader):
+        tracking = MlflowClient(endpoints.mlflow)
+        run = tracking.get_run(materialized.mlflow_run_id)  # READ: it may look
+        assert run.data.metrics == {"rmse": 0.123}
+        with pytest.raises(MlflowException, match="Permission denied|PERMISSION_DENIED"):
+            tracking.create_run(experiment.experiment_id)
+        with pytest.raises(MlflowException, match="Permission denied|PERMISSION_DENIED"):
+            tracking.log_metric(materialized.mlflow_run_id, "tampered", 1.0)
+    with login(*production.admin):
+        assert "tampered" not in MlflowClient(endpoints.mlflow).get_run(
+            materialized.mlflow_run_id).data.metrics  # fmt: skip
+
+
+def test_network_policy_admits_the_release_and_its_clients_and_nobody_else(
+    layout: Layout, core: client.CoreV1Api, production: Production, pod_image: str,
+    materialized: Materialized, cluster_measure,
+) -> None:  # fmt: skip
+    """As the production comments promise, now enforced by kube-router's firewall: the code
+    location, Dagster's webserver and daemon, the run pods (they logged the run above) and a
+    labelled client reach MLflow; a pod without the label, and a pod in another namespace
+    even with the release's labels, do not (kube-router rejects: connection refused)."""
+    namespace = production.namespace
+    url = HEALTH.format(namespace=namespace)
+    assert materialized.status == "SUCCESS"  # a run pod reached MLflow through the policy
+    reached = {}
+    for component in ("user-deployments", "dagster-webserver", "dagster-daemon"):
+        [first, *_] = pods_of(core, namespace, component)
+        reached[component] = reach_from_running_pod(layout, namespace, first.metadata.name, url)
+    reached["labelled client"] = reach_from_new_pod(
+        core, namespace, pod_image, "labelled-client", {"dagma/mlflow-client": "true"}, url
+    )
+    assert reached == dict.fromkeys(reached, "200"), reached
+
+    refused = {"no label": reach_from_new_pod(core, namespace, pod_image, "stranger", {}, url)}
+    elsewhere = unique("elsewhere")
+    core.create_namespace({"metadata": {"name": elsewhere}})
+    try:
+        labels = {"app.kubernetes.io/instance": "dagma", "dagma/mlflow-client": "true"}
+        refused["other namespace"] = reach_from_new_pod(
+            core, elsewhere, pod_image, "stranger", labels, url
+        )
+    finally:
+        core.delete_namespace(elsewhere)
+    cluster_measure("production NetworkPolicy, refused", str(refused))
+    assert all("Connection refused" in r for r in refused.values()), refused
+
+
+# --- item 4: two replicas behind the Service ------------------------------------------
+
+
+def _server_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
+    selector = "app.kubernetes.io/name=mlflow,app.kubernetes.io/component=server"
+    return [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+            if p.metadata.deletion_timestamp is None]  # fmt: skip
+
+
+def _all_ready(apps: client.AppsV1Api, namespace: str) -> bool:
+    found = apps.read_namespaced_deployment("dagma-mlflow", namespace)
+    return found.status.ready_replicas == found.spec.replicas == found.status.updated_replicas
+
+
+def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
+    layout: Layout, core: client.CoreV1Api, production: Production, endpoints: Endpoints,
+    materialized: Materialized, cluster_measure,
+) -> None:  # fmt: skip
+    """Six materializations; once the first is running, one of the two MLflow pods is
+    deleted (its replacement starts behind the Service). Every run succeeds and each one's
+    MLflow run is FINISHED with its metric."""
+    namespace = production.namespace
+    run_ids = [submit(endpoints.dagster) for _ in range(STREAM)]
+    wait_for("the first run started", lambda: endpoints.dagster.get_run_status(
+        run_ids[0]).value in ("STARTED", *FINISHED), 300)  # fmt: skip
+    victim = _server_pods(core, namespace)[0].metadata.name
+    core.delete_namespaced_pod(victim, namespace)
+    statuses = wait_finished(endpoints.dagster, run_ids, 900,
+                             lambda: describe(layout, namespace))  # fmt: skip
+    cluster_measure("production: runs while a server replica was deleted",
+                    f"{list(statuses.values()).count('SUCCESS')}/{STREAM} succeeded")  # fmt: skip
+    assert set(statuses.values()) == {"SUCCESS"}, statuses
+    with login(*production.admin):
+        tracking = MlflowClient(endpoints.mlflow)
+        experiment = tracking.get_experiment_by_name("dagma").experiment_id
+        for run_id in run_ids:
+            [run] = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
+
+
+def test_the_disruption_budget_keeps_one_server_through_evictions(
+    layout: Layout, core: client.CoreV1Api, production: Production, cluster_measure
+) -> None:
+    """charts/mlflow's PodDisruptionBudget (minAvailable 1): a drain of the node, tried with
+    ``kubectl drain --dry-run=server``, is allowed one server; then real evictions through
+    the API: the first is granted, the second refused (429) while the first's replacement
+    is not Ready yet."""
+    namespace = production.namespace
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    policy = client.PolicyV1Api(core.api_client)
+    budget = policy.read_namespaced_pod_disruption_budget("dagma-mlflow", namespace)
+    assert (budget.spec.min_available, budget.status.disruptions_allowed) == (1, 1)
+    drain = kubectl(
+        layout,
+        "drain",
+        "dagma-node",
+        "--dry-run=server",
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--pod-selector=app.kubernetes.io/name=mlflow",
+    )
+    cluster_measure("production: kubectl drain --dry-run=server (MLflow pods)",
+                    " | ".join(drain.strip().splitlines()))  # fmt: skip
+    first, second = (p.metadata.name for p in _server_pods(core, namespace))
+    evict = {"metadata": {"name": first, "namespace": namespace}}
+    core.create_namespaced_pod_eviction(first, namespace, evict)
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod_eviction(
+            second, namespace, {"metadata": {"name": second, "namespace": namespace}}
+        )
+    assert refused.value.status == 429, refused.value
+    assert "disruption budget" in refused.value.body, refused.value.body
+    assert core.read_namespaced_pod(second, namespace).metadata.deletion_timestamp is None
+    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
