@@ -152,7 +152,7 @@ def show_run(url: str, run_id: str) -> None:
     print(f"artifact     {example.SUMMARY_FILE}:")
     print("".join(f"               {line}\n" for line in artifact.splitlines()), end="")
     if url.startswith("sqlite:"):  # no server: MLflow's UI opens the store itself
-        print(f"UI           mlflow ui --backend-store-uri {url}")
+        print(f"UI           {local_mlflow.ui_command(url)}")
     else:
         print(f"UI           {url}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
 
