@@ -11,6 +11,7 @@ needs are recorded before they are changed and restored by :func:`teardown`.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -115,6 +116,28 @@ def _remove_kubelet_chains(iptables: str) -> None:
             _run(iptables, "-t", table, "-X", chain, check=False)
 
 
+# kube-router's firewall chains; its --cleanup-config leaves them (and panics in its IPVS part).
+ENFORCER_CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-NWPLCY-", "KUBE-POD-FW-")
+
+
+def _remove_enforcer_chains(iptables: str) -> None:
+    """Delete every rule that jumps to a kube-router chain, then the chains themselves."""
+    saved = _run(f"{iptables}-save", "-t", "filter", check=False).stdout.splitlines()
+    for line in saved:
+        words = shlex.split(line)
+        if words[:1] == ["-A"] and "-j" in words:
+            target = words[words.index("-j") + 1]
+            if target.startswith(ENFORCER_CHAIN_PREFIXES):
+                _run(iptables, "-D", *words[1:], check=False)
+    chains = [line[1:].split()[0] for line in saved if line.startswith(":")]
+    for chain in chains:
+        if chain.startswith(ENFORCER_CHAIN_PREFIXES):
+            _run(iptables, "-F", chain, check=False)
+    for chain in chains:
+        if chain.startswith(ENFORCER_CHAIN_PREFIXES):
+            _run(iptables, "-X", chain, check=False)
+
+
 def teardown(state: Path) -> None:
     """Undo :func:`setup` and remove the bridge the CNI plugin made (pods are gone by now),
     and the kubelet's own iptables chains."""
@@ -127,6 +150,7 @@ def teardown(state: Path) -> None:
         _run(iptables, "-t", "mangle", "-F", CHAIN, check=False)
         _run(iptables, "-t", "mangle", "-X", CHAIN, check=False)
         _remove_kubelet_chains(iptables)
+        _remove_enforcer_chains(iptables)
     for link in (BRIDGE, NODE_INTERFACE):
         _run("ip", "link", "delete", link, check=False)
     saved = state / "sysctl.json"
