@@ -244,14 +244,17 @@ def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
     cluster_measure("production: runs while a server replica was deleted",
                     f"{list(statuses.values()).count('SUCCESS')}/{STREAM} succeeded")  # fmt: skip
     assert set(statuses.values()) == {"SUCCESS"}, statuses
-    with login(*production.admin):
-        tracking = MlflowClient(endpoints.mlflow)
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
+    # kubectl port-forward to a Service holds one pod: the module's forward may have been
+    # to the deleted one, so read back through a new forward to the Service.
+    forward = (layout.bin / "kubectl", layout.kubeconfig, namespace)
+    with port_forward(*forward, "svc/mlflow", 5000) as port, login(*production.admin):
+        tracking = MlflowClient(f"http://127.0.0.1:{port}")
         experiment = tracking.get_experiment_by_name("dagma").experiment_id
         for run_id in run_ids:
             [run] = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
             assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
-    apps = client.AppsV1Api(core.api_client)
-    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
 
 
 def test_the_disruption_budget_keeps_one_server_through_evictions(
