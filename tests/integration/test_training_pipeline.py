@@ -159,6 +159,7 @@ def test_registered_version_is_tagged_with_its_dagster_run_asset_and_code_versio
     assert logged.source_run_id == run.info.run_id
     model_info = mlflow.models.get_model_info(f"{logged.artifact_location}")
     assert [c.name for c in model_info.signature.inputs.inputs] == data.feature_columns()
+    assert model_info.saved_input_example_info is not None  # logged with an input example
 
 
 def test_each_partition_is_its_own_training_run(
@@ -217,6 +218,7 @@ def test_scoring_run_names_the_model_version_it_used(
     run = client.get_run(scored["mlflow_run_id"])
     version = client.get_model_version(contract.MODEL_NAME, _version(good))
     assert run.data.tags["model_version"] == version.version
+    assert run.data.tags["model_uri"] == f"models:/{contract.MODEL_NAME}@{contract.ALIAS}"
     assert run.data.tags["dagster.run_id"] == good.dagster_run_id
     assert scored["model_version"] == int(version.version)
     assert run.data.metrics["rows"] == len(data.new_visits(GOOD_DAY))
@@ -271,3 +273,30 @@ def test_demo_trains_registers_promotes_and_prints_what_mlflow_holds(
     assert run.status == DagsterRunStatus.SUCCESS
     assert run.job_name == contract.JOB
     assert version.tags["dagster.run_id"] == run.run_id
+
+
+def test_demo_bad_trains_a_refused_model_and_the_alias_stays(
+    mlflow_server: str, client: MlflowClient, tmp_path: Path
+) -> None:
+    """``make demo-training BAD=1``: the run fails at the check, as intended (exit code 0),
+    its version is registered but refused, and the demo shows the alias where it was."""
+    before = _champion(client)
+    port = urlparse(mlflow_server).port
+    result = subprocess.run(
+        [sys.executable, "-m", "dagma.examples.training.demo", "--port", str(port), "--bad"],
+        cwd=tmp_path, env=command_env(tmp_path / "unused"), capture_output=True, text=True,
+        timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _champion(client) == before
+    [newest] = client.search_model_versions(
+        f"name='{contract.MODEL_NAME}'", order_by=["version_number DESC"], max_results=1
+    )
+    assert newest.version != before and newest.aliases == []
+    assert newest.tags[f"dagster.check.{contract.CHECK}"] == "failed"
+    assert f"registered   {contract.MODEL_NAME} version {newest.version}," in result.stdout
+    assert f"check        {contract.CHECK}: FAILED" in result.stdout
+    assert f"alias        champion -> version {before} (unchanged)" in result.stdout
+    assert f"as intended: the check failed and champion stayed on version {before}" in (
+        result.stdout
+    )

@@ -230,7 +230,8 @@ def champion_model(context: AssetExecutionContext, registry: ModelRegistry) -> M
 
 
 def _logged_model_id(source: str) -> str | None:
-    """``m-…`` of a version registered from ``models:/m-…`` (MLflow 3's logged model)."""
+    """``m-…`` of a version registered from ``models:/m-…`` (MLflow 3's logged model; the
+    registry's REST answers carry no model id of their own)."""
     model_id = source.removeprefix("models:/")
     return model_id if source.startswith("models:/") and "/" not in model_id else None
 
@@ -255,23 +256,30 @@ def scored_visits(
     frame = data.new_visits(day)
     recorded = lineage.latest(context.instance, contract.NEW_VISITS, day)
     lineage.same_rows(recorded, frame)
-    # Resolved once: the version named below is the one that scores, if the alias moves.
     version = registry.champion_version()
     if version is None:
         raise Failure(
             f"{registry.alias_uri} does not exist yet: no version has passed {contract.CHECK}. "
             f"Materialize the job for a day whose model passes (e.g. {contract.LAST_DAY})."
         )
-    champion = registry.get_version(version)
-    with tracking.run(context) as run_id:
+    model_id = _logged_model_id(registry.get_version(version).source)
+    with tracking.run(context) as run_id:  # sets the tracking URI models:/ resolves against
+        # What serving code loads: the alias. The loaded model must be the version's, or the
+        # alias moved in between and the tags below would name the wrong version.
+        scorer = mlflow.pyfunc.load_model(registry.alias_uri)
+        loaded = scorer.metadata.model_id
+        if model_id is not None and loaded != model_id:
+            raise Failure(
+                f"{registry.alias_uri} moved while {contract.SCORED}[{day}] loaded it (version "
+                f"{version} is model {model_id}; it loaded {loaded}): materialize "
+                f"{contract.SCORED} for {day} again."
+            )
         tracking.set_tag("model_name", registry.model_name)
         tracking.set_tag("model_version", version)
         tracking.set_tag("model_uri", registry.alias_uri)
         lineage.log_dataset(recorded, frame, context="scoring")
-        logged_model_id = _logged_model_id(champion.source)
-        if logged_model_id is not None:  # the MLflow 3 link from the run to the model it used
-            mlflow.log_input(model=LoggedModelInput(logged_model_id))
-        scorer = mlflow.pyfunc.load_model(registry.version_uri(version))
+        if model_id is not None:  # MLflow 3's link from the run to the logged model it used
+            mlflow.log_input(model=LoggedModelInput(model_id))
         predicted = pd.Series(scorer.predict(frame[data.feature_columns()]), name="predicted")
         metrics = {
             "batch_rmse": model.rmse(frame[data.TARGET], predicted.to_numpy()),
