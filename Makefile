@@ -35,6 +35,15 @@ dev: sync
 	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --dev \
 	  --port $(MLFLOW_PORT) --dagster-port $(DAGSTER_PORT)
 
+.PHONY: demo-training
+
+## The training example (dagma.examples.training, the `training` extra) against make demo's server
+## on MLFLOW_PORT: train, register, check, promote, score; print the version, alias and metrics.
+## BAD=1 trains a model the check refuses: the run stops at the check and the alias stays.
+demo-training: sync
+	@$(UV) run --project $(PROJECT) --frozen --extra training python -m dagma.examples.training.demo \
+	  --port $(MLFLOW_PORT) $(if $(filter 1 true yes,$(BAD)),--bad)
+
 ## The whole suite. CI=true turns every "tool missing" skip into a failure.
 test: sync
 	@$(UV) run --frozen ruff check src tests benchmarks localcluster charts
