@@ -3,12 +3,14 @@
 Two runs of the job, in order, on one Dagster instance: a good model for the last day
 (its version becomes the champion), then a deliberately bad one for another day (its
 version fails the check; the alias stays). Then ``make demo-training``'s module against the
-same server, for a third day: its version takes the alias, and the demo prints it. What is
-asserted is read back from MLflow's registry and runs and from Dagster's event log.
+same server, for a third day: its version takes the alias, and the demo prints it; then
+the demo's ``--bad`` (the alias stays) and ``benchmarks/training.py``. What is asserted is
+read back from MLflow's registry and runs and from Dagster's event log.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -300,3 +302,31 @@ def test_demo_bad_trains_a_refused_model_and_the_alias_stays(
     assert f"as intended: the check failed and champion stayed on version {before}" in (
         result.stdout
     )
+
+
+def test_training_benchmark_measures_the_model_upload_and_the_time_shares(
+    mlflow_server: str, tmp_path: Path
+) -> None:
+    """``python -m benchmarks.training`` against the session server: every part runs, the
+    proxy upload it measured is the model's files, and the shares add up to the wall time.
+    No timing is asserted (they go to docs/performance.md)."""
+    output = tmp_path / "training_results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.training", "--tracking-uri", mlflow_server,
+         "--output", str(output)],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=540,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "- upload through the proxy in the asset (log_model)" in result.stdout
+    results = json.loads(output.read_text())
+    direct = results["direct_upload"]
+    for name in ("in_process_cold", "in_process_warm"):
+        measured = results[name]
+        # What log_model sent through the proxy is exactly the model's files.
+        upload = measured["model_upload"]
+        assert (upload["files"], upload["bytes"]) == (direct["files"], direct["bytes"])
+        assert direct["bytes"] > direct["model_file_bytes"] > 0
+        assert all(seconds >= 0 for seconds in measured["seconds"].values())
+        assert sum(measured["seconds"].values()) == pytest.approx(measured["wall_seconds"])
+        assert measured["seconds"]["training"] > 0 and measured["requests"] > 0
+    assert results["fresh_process_seconds"] > 0
