@@ -18,19 +18,24 @@ uv:
 	  $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv; }
 
 ## uv's own output is the progress: the first run downloads and installs ~170 packages.
+## Silent when the environment already matches uv.lock (`uv sync --check`), as on every later run.
 sync: uv
-	@echo "==> installing dagma and its dev tools from uv.lock (the first time takes a few minutes)"
-	@$(UV) sync --project $(PROJECT) --frozen
+	@$(UV) sync --project $(PROJECT) --frozen --check --quiet 2>/dev/null || { \
+	  echo "==> installing dagma and its dev tools from uv.lock (the first time takes a few minutes)"; \
+	  $(UV) sync --project $(PROJECT) --frozen; }
 
-## Local MLflow server (SQLite, proxied artifacts under .mlflow-local/), materialize train_model_stub, print the run.
-## State goes under the directory make runs in (normally the repository).
+## Local MLflow server (SQLite, proxied artifacts under .mlflow-local/port-$(MLFLOW_PORT)/), materialize
+## train_model_stub, print the run. State goes under the directory make runs in (normally the
+## repository): one directory per MLflow port, one Dagster instance per mode under .dagster-home/.
 demo: sync
 	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --port $(MLFLOW_PORT) --store $(STORE)
 
+## Every MLflow server make demo or make dev started here (all ports).
 demo-stop: sync
 	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --stop
 
-## The MLflow server plus dagster dev, for clicking around; Ctrl-C stops both.
+## The MLflow server plus dagster dev, for clicking around; Ctrl-C (or SIGINT/SIGTERM to the
+## process group) stops both. It prints the dagma doctor / dagma verify lines for its ports.
 dev: sync
 	@$(UV) run --project $(PROJECT) --frozen python -m dagma.dev.demo --dev \
 	  --port $(MLFLOW_PORT) --dagster-port $(DAGSTER_PORT)

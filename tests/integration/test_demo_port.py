@@ -47,20 +47,27 @@ def test_busy_port_fails_at_once_naming_the_port_its_holder_and_the_fix(
 def test_busy_dagster_port_stops_make_dev_before_anything_starts(
     tmp_path: Path, busy_port: int
 ) -> None:
-    result = _demo(tmp_path, "--dev", "--port", str(free_port()), "--dagster-port", str(busy_port))
+    mlflow_port = free_port()
+    result = _demo(tmp_path, "--dev", "--port", str(mlflow_port), "--dagster-port", str(busy_port))
     assert result.returncode == 1
     assert f"error: port {busy_port} on 127.0.0.1 is already in use" in result.stderr
-    assert "make dev DAGSTER_PORT=" in result.stderr
+    # The hint repeats every setting the user gave, with a new port for the busy one.
+    hint = result.stderr.rsplit("use another port: ", 1)[1].strip()
+    words = hint.split()
+    assert words[:3] == ["make", "dev", f"MLFLOW_PORT={mlflow_port}"], hint
+    [dagster_port] = [w.split("=")[1] for w in words if w.startswith("DAGSTER_PORT=")]
+    assert int(dagster_port) != busy_port
     assert not (tmp_path / ".mlflow-local").exists()
 
 
 def test_server_that_exits_stops_the_wait_and_shows_the_end_of_its_log(tmp_path: Path) -> None:
-    store = tmp_path / ".mlflow-local" / "mlflow.db"
-    store.parent.mkdir()
+    port = free_port()
+    store = tmp_path / ".mlflow-local" / f"port-{port}" / "mlflow.db"  # that port's database
+    store.parent.mkdir(parents=True)
     store.write_text("not a database")  # the server exits on start-up
-    result = _demo(tmp_path, "--port", str(free_port()))
+    result = _demo(tmp_path, "--port", str(port))
     assert result.returncode == 1
     assert "exited with code" in result.stderr  # noticed the exit: did not wait for a timeout
     assert "the end of its log" in result.stderr
     assert "file is not a database" in result.stderr  # the log's last lines, the real cause
-    assert not (tmp_path / ".mlflow-local" / "server.pid").exists()
+    assert not (store.parent / "server.pid").exists()

@@ -7,16 +7,15 @@ must answer on the printed port and serve the run just recorded.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 from mlflow import MlflowClient
 from support.mlflow_servers import is_healthy
+from support.pasted_commands import fresh_shell_env
 
 from dagma import mlflow_resource_from_env
 from dagma.defs.train_model import train_model_stub
@@ -24,13 +23,6 @@ from dagma.dev.local_mlflow import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_START_TIMEOUT = 180
-
-
-def _shell_env_without_the_venv() -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
-    path = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry != venv_bin]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
-    return {**env, "PATH": os.pathsep.join(path)}
 
 
 def test_printed_ui_command_runs_as_printed_and_serves_the_run(tmp_path: Path) -> None:
@@ -50,7 +42,7 @@ def test_printed_ui_command_runs_as_printed_and_serves_the_run(tmp_path: Path) -
     log = tmp_path / "ui.log"
     with log.open("wb") as out:
         ui = subprocess.Popen(
-            command, shell=True, cwd=ROOT, env=_shell_env_without_the_venv(),
+            command, shell=True, cwd=ROOT, env=fresh_shell_env(),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

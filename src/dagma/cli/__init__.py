@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from dagma import example
-from dagma.cli.verify import DEFAULT_DAGSTER_URL, DEFAULT_MLFLOW_URL, DEFAULT_TIMEOUT
+from dagma.cli.endpoints import DEFAULT_DAGSTER_URL, DEFAULT_MLFLOW_URL
+from dagma.cli.verify import DEFAULT_TIMEOUT
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from urllib.parse import urlparse
 
 from dagma import example
+from dagma.cli.endpoints import webserver_hint
 
 ASSET = example.ASSET
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job that materializes a selection of assets
@@ -142,8 +143,7 @@ def _query(client: Any, dagster_url: str, query: str, variables: dict | None = N
             "webserver",
             f"the Dagster webserver at {dagster_url} does not answer: "
             f"{describe_failure(exc.__cause__ or exc)}",
-            "start it (make dev) or its port-forward: kubectl --namespace dagma port-forward "
-            "svc/dagma-dagster-webserver 3000:80",
+            webserver_hint(dagster_url),
         ) from None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from dagma import example
 from dagma.cli.dagster_run import VerifyError
 from dagma.cli.deadline import Deadline
+from dagma.cli.endpoints import mlflow_hint
 from dagma.cli.report import Check, Status
 from dagma.cli.server_checks import TrackingServer, health
 from dagma.cli.write_check import bounded_requests
@@ -34,8 +35,7 @@ def check_reachable(mlflow_url: str) -> None:
         raise VerifyError(
             "mlflow",
             check.found,
-            "start MLflow (make dev) or its port-forward: kubectl --namespace dagma "
-            "port-forward svc/mlflow 5000:5000; or pass --mlflow-url",
+            mlflow_hint(mlflow_url),
         )
 
 

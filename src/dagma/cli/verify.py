@@ -11,10 +11,9 @@ import sys
 import time
 from typing import TextIO
 
+from dagma.cli.endpoints import DEFAULT_DAGSTER_URL, DEFAULT_MLFLOW_URL
 from dagma.cli.report import Check, Report, Status
 
-DEFAULT_DAGSTER_URL = "http://localhost:3000"  # the chart NOTES' port-forward, and make dev
-DEFAULT_MLFLOW_URL = "http://localhost:5000"
 DEFAULT_TIMEOUT = 600.0  # a cold cluster pulls the run pod's image
 LOCATION_WAIT = 120.0
 UI_NAMES = {"dagster": "Dagster", "mlflow": "MLflow"}
