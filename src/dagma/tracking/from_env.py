@@ -13,7 +13,6 @@ when a run starts.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
 from dagma.settings import SettingsError, TrackingSettings, load_settings
@@ -45,11 +44,12 @@ def mlflow_resource_from_env(
 
     Raises :class:`dagma.settings.SettingsError` naming the variable, its value
     and the fix when a value cannot be used. The message also goes to stderr
-    first: Dagster's CLI prints some 70 lines of its own frames before it.
+    first, and a Dagster command ends with it (:mod:`dagma.cli.load_errors`).
     """
     try:
         settings = load_settings(env)
     except SettingsError as error:
-        print(f"dagma: the MLflow settings cannot be used: {error}", file=sys.stderr, flush=True)
-        raise
+        from dagma.cli.load_errors import settings_error_at_load
+
+        raise settings_error_at_load(error) from error
     return mlflow_resource_for(settings)
