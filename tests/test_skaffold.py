@@ -37,7 +37,7 @@ def test_skaffold_yaml_is_valid_for_v4beta14() -> None:
     assert config["apiVersion"] == "skaffold/v4beta14"
     schema = load_schema()
     jsonschema.Draft7Validator(schema).validate(config)
-    for profile in PROFILES:
+    for profile in [*PROFILES, "other-ports"]:
         jsonschema.Draft7Validator(schema).validate(with_profile(config, profile))
 
 
@@ -85,7 +85,7 @@ def test_local_profile_is_the_kind_profile_for_the_local_clusters_context_only()
     for other in ("kind-dagma-local", "dagma-local-2", "minikube", "kind-kind"):
         assert not re.search(activation["kubeContext"], other), other
     for spec in config["profiles"]:
-        if spec["name"] != "local":
+        if spec["name"] != "local" and "activation" in spec:
             assert not re.search(spec["activation"][0]["kubeContext"], "dagma-local"), spec
 
 
@@ -127,3 +127,15 @@ def test_port_forwards_match_the_services_the_charts_create() -> None:
     assert [p["port"] for p in mlflow_service["spec"]["ports"]] == [mlflow_ui["port"]]
     namespace = _release(load_config())["namespace"]
     assert dagster_ui["namespace"] == mlflow_ui["namespace"] == namespace
+
+
+def test_other_ports_profile_moves_only_the_local_ports_and_is_never_automatic() -> None:
+    """``skaffold dev -p other-ports``: the UIs on 3100 and 5100 (make demo and make dev keep
+    3000 and 5000), the same Services and ports behind them; chosen only by name."""
+    config = load_config()
+    spec = next(p for p in config["profiles"] if p["name"] == "other-ports")
+    assert "activation" not in spec
+    moved = with_profile(config, "other-ports")["portForward"]
+    assert [f["localPort"] for f in moved] == [3100, 5100]
+    unchanged = [{**f, "localPort": None} for f in config["portForward"]]
+    assert [{**f, "localPort": None} for f in moved] == unchanged
