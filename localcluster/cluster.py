@@ -242,6 +242,14 @@ def up(log=print) -> Started:
     _addons(lay)
     by_name["coredns"].start()
     by_name["local-path-provisioner"].start()
+    # kube-router looks its node up once at start and exits when the kubelet has not
+    # registered it yet (a cold start: "failed to identify the node").
+    wait_until(
+        "node registered",
+        lambda: bool(_try(lambda: kubectl(lay, "get", "node", NODE_NAME, "-o", "name"))),
+        by_name["kubelet"],
+        timeout=180,
+    )
     step = time.monotonic()
     enforcer = by_name["kube-router"]
     enforcer.start()
