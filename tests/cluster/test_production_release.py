@@ -11,6 +11,7 @@ wrote is read back from MLflow and from the bucket itself.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
 from support.production import (
+    MLFLOW_DB,
+    OBJECTS,
     OVERLAY,
     PREFIX,
     Production,
@@ -40,6 +43,16 @@ from support.production_checks import (
     reach_from_running_pod,
     submit,
     wait_finished,
+)
+from support.production_transfers import (
+    MB,
+    PROXIED_UPLOADS,
+    UPLOAD_UNDER_FAULT,
+    client_pod,
+    client_result,
+    direct_upload_seconds,
+    object_sizes,
+    when_logged,
 )
 from support.release_install import describe
 from support.umbrella import values_paths
@@ -292,3 +305,127 @@ def test_the_disruption_budget_keeps_one_server_through_evictions(
     assert "disruption budget" in refused.value.body, refused.value.body
     assert core.read_namespaced_pod(second, namespace).metadata.deletion_timestamp is None
     wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
+
+
+# --- item 6 and the transfer figures: large artifacts, and faults under them ------------
+
+SIZE = 200 * MB  # the issue's artifact
+
+
+@contextmanager
+def _tracking(layout: Layout, production: Production) -> Iterator[MlflowClient]:
+    """The official client through a new port-forward (the module's may hold a pod that a
+    test deleted), logged in as the admin."""
+    forward = (layout.bin / "kubectl", layout.kubeconfig, production.namespace)
+    with port_forward(*forward, "svc/mlflow", 5000) as port, login(*production.admin):
+        yield MlflowClient(f"http://127.0.0.1:{port}")
+
+
+def _user_code_image(core: client.CoreV1Api, namespace: str) -> str:
+    [first, *_] = pods_of(core, namespace, "user-deployments")
+    return first.spec.containers[0].image
+
+
+def _run_prefix(artifact_uri: str) -> str:
+    """The bucket prefix of a run's proxied artifacts (mlflow-artifacts:/<exp>/<run>/...)."""
+    return f"{PREFIX}/{urlsplit(artifact_uri).path.lstrip('/')}/"
+
+
+def test_a_200_mb_artifact_through_the_proxy_lands_whole_in_the_bucket(
+    core: client.CoreV1Api, production: Production, materialized: Materialized,
+    release_images, cluster_measure,
+) -> None:  # fmt: skip
+    """From a pod with the run pods' settings and login: 200 MB through the server's proxy,
+    as one request and with MLflow's proxied multipart upload; then the same bytes straight
+    into the bucket with boto3. Each proxied file is read back from the store, whole."""
+    namespace = production.namespace
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    name = unique("uploads")
+    client_pod(core, namespace, _user_code_image(core, namespace), name,
+               PROXIED_UPLOADS.format(size=SIZE))  # fmt: skip
+    proxied = client_result(core, namespace, name, 900)
+    direct = direct_upload_seconds(core, release_images.mlflow.tag, SIZE)
+    cluster_measure("production: 200 MB straight into the bucket (boto3 upload_file)",
+                    f"{direct:.1f} s, {SIZE / MB / direct:.0f} MB/s")  # fmt: skip
+    for mode, found in proxied.items():
+        prefix = _run_prefix(found["artifact_uri"])
+        stored = object_sizes(core, release_images.mlflow.tag, prefix)
+        assert stored == {f"{prefix}model.bin": SIZE}, (mode, stored)
+        seconds = found["seconds"]
+        cluster_measure(f"production: 200 MB through the proxy, {mode}",
+                        f"{seconds:.1f} s, {SIZE / MB / seconds:.0f} MB/s, "
+                        f"{direct / seconds:.2f}x of direct")  # fmt: skip
+
+
+def test_the_object_store_restarted_during_an_upload_leaves_no_claim_without_the_bytes(
+    layout: Layout, core: client.CoreV1Api, production: Production, materialized: Materialized,
+    release_images, cluster_measure,
+) -> None:  # fmt: skip
+    """SeaweedFS's pod deleted as a 200 MB upload through the proxy starts: the upload
+    either succeeds (the client's bounded retries outlast the restart) or fails the run
+    with the error; either way every artifact the run lists is in the bucket, whole."""
+    namespace = production.namespace
+    name = unique("upload-fault")
+    client_pod(core, namespace, _user_code_image(core, namespace), name,
+               UPLOAD_UNDER_FAULT.format(size=SIZE))  # fmt: skip
+
+    def restart_store() -> None:
+        [store] = core.list_namespaced_pod(OBJECTS, label_selector="app=seaweedfs").items
+        core.delete_namespaced_pod(store.metadata.name, OBJECTS, grace_period_seconds=0)
+
+    when_logged(core, namespace, name, "uploading", restart_store)
+    outcome = client_result(core, namespace, name, 900)
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("SeaweedFS Ready again", lambda: apps.read_namespaced_deployment(
+        "seaweedfs", OBJECTS).status.ready_replicas == 1, 300)  # fmt: skip
+    cluster_measure("production: object store restarted during a 200 MB upload",
+                    f"{outcome['error'] or 'uploaded'} ({outcome['seconds']:.1f} s)")  # fmt: skip
+    prefix = _run_prefix(outcome["artifact_uri"])
+    stored = object_sizes(core, release_images.mlflow.tag, prefix)
+    with _tracking(layout, production) as tracking:
+        run = tracking.get_run(outcome["run_id"])
+        listed = {
+            f"{prefix}{a.path}": a.file_size for a in tracking.list_artifacts(run.info.run_id)
+        }
+    assert listed == stored, (listed, stored)
+    assert set(stored.values()) <= {SIZE}, stored  # no part of a file
+    if outcome["error"] is None:
+        assert (run.info.status, stored) == ("FINISHED", {f"{prefix}model.bin": SIZE})
+    else:
+        assert run.info.status == "FAILED", run.info
+
+
+def test_mlflows_database_restarted_during_runs_loses_nothing(
+    layout: Layout, core: client.CoreV1Api, production: Production, endpoints: Endpoints,
+    materialized: Materialized, cluster_measure,
+) -> None:  # fmt: skip
+    """MLflow's PostgreSQL pod deleted while a run is in flight: each run succeeds (and its
+    MLflow run is FINISHED with its metric) or fails with its MLflow run ended, never
+    RUNNING; every run recorded before reads back unchanged."""
+    namespace = production.namespace
+    with _tracking(layout, production) as tracking:
+        experiment = tracking.get_experiment_by_name("dagma").experiment_id
+        before = {r.info.run_id: r.to_dictionary() for r in tracking.search_runs([experiment])}
+    run_ids = [submit(endpoints.dagster) for _ in range(3)]
+    wait_for("the first run started", lambda: endpoints.dagster.get_run_status(
+        run_ids[0]).value in ("STARTED", *FINISHED), 300)  # fmt: skip
+    core.delete_namespaced_pod("postgresql-0", MLFLOW_DB)
+    statuses = wait_finished(endpoints.dagster, run_ids, 900,
+                             lambda: describe(layout, namespace))  # fmt: skip
+    cluster_measure("production: runs while MLflow's PostgreSQL restarted",
+                    str(sorted(statuses.values())))  # fmt: skip
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("PostgreSQL Ready again", lambda: apps.read_namespaced_stateful_set(
+        "postgresql", MLFLOW_DB).status.ready_replicas == 1, 300)  # fmt: skip
+    with _tracking(layout, production) as tracking:
+        for run_id, recorded in before.items():
+            assert tracking.get_run(run_id).to_dictionary() == recorded
+        for run_id, status in statuses.items():
+            found = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            if status == "SUCCESS":
+                [run] = found
+                assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
+            else:
+                assert status == "FAILURE", statuses
+                assert all(r.info.status == "FAILED" for r in found), found
