@@ -10,6 +10,7 @@ wrote is read back from MLflow and from the bucket itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,10 +55,11 @@ from support.production_transfers import (
     object_sizes,
     when_logged,
 )
-from support.release_install import describe
-from support.umbrella import values_paths
+from support.release_install import describe, helm
+from support.umbrella import RELEASE, values_paths
 from support.workloads import port_forward, unique, wait_for
 
+from localcluster import engine
 from localcluster.cluster import kubectl
 from localcluster.components import Layout
 
@@ -429,3 +431,51 @@ def test_mlflows_database_restarted_during_runs_loses_nothing(
             else:
                 assert status == "FAILURE", statuses
                 assert all(r.info.status == "FAILED" for r in found), found
+
+
+# --- item 5: upgrades under load -----------------------------------------------------
+
+
+def test_a_helm_upgrade_to_a_new_server_image_during_a_stream_of_runs_loses_none(
+    layout: Layout, core: client.CoreV1Api, production: Production, endpoints: Endpoints,
+    materialized: Materialized, cluster_measure,
+) -> None:  # fmt: skip
+    """``helm upgrade --reuse-values`` to a new MLflow image tag (the same build under a new
+    tag, as a patch release would come) while six materializations run: the upgrade's
+    migration Job completes, the servers are replaced, every run SUCCESS with its MLflow run
+    FINISHED, and every run recorded before reads back unchanged."""
+    namespace = production.namespace
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    deployment = apps.read_namespaced_deployment("dagma-mlflow", namespace)
+    image = deployment.spec.template.spec.containers[0].image
+    repository, tag = image.rsplit(":", 1)
+    new_tag = f"{tag}-next"
+    engine.docker().command(["tag", image, f"{repository}:{new_tag}"])
+    with _tracking(layout, production) as tracking:
+        experiment = tracking.get_experiment_by_name("dagma").experiment_id
+        before = {r.info.run_id: r.to_dictionary() for r in tracking.search_runs([experiment])}
+    run_ids = [submit(endpoints.dagster) for _ in range(STREAM)]
+    wait_for("the first run started", lambda: endpoints.dagster.get_run_status(
+        run_ids[0]).value in ("STARTED", *FINISHED), 300)  # fmt: skip
+    began = time.monotonic()
+    helm(layout, namespace, "upgrade", RELEASE, str(production.chart), "--reuse-values",
+         "--set", f"mlflow.image.tag={new_tag}", "--wait", "--timeout", "10m")  # fmt: skip
+    upgraded = time.monotonic() - began
+    statuses = wait_finished(endpoints.dagster, run_ids, 900,
+                             lambda: describe(layout, namespace))  # fmt: skip
+    cluster_measure("production: helm upgrade to a new MLflow image under 6 runs",
+                    f"{upgraded:.0f} s to Ready; runs {sorted(statuses.values())}")  # fmt: skip
+    assert set(statuses.values()) == {"SUCCESS"}, statuses
+    migration = client.BatchV1Api(core.api_client).read_namespaced_job(
+        "dagma-mlflow-migrate-2", namespace)  # fmt: skip
+    assert migration.status.succeeded == 1, migration.status
+    wait_for("both servers Ready on the new image", lambda: _all_ready(apps, namespace), 300)
+    images = {p.spec.containers[0].image for p in _server_pods(core, namespace)}
+    assert images == {f"{repository}:{new_tag}"}, images
+    with _tracking(layout, production) as tracking:
+        for run_id, recorded in before.items():
+            assert tracking.get_run(run_id).to_dictionary() == recorded
+        for run_id in run_ids:
+            [run] = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})

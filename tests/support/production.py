@@ -80,6 +80,7 @@ class Production:
     mlflow_db_password: str
     dagster: dict  # the Dagster chart's effective values
     install_seconds: float  # helm install to every Deployment Ready
+    chart: Path  # the umbrella chart it was installed from (for helm upgrade)
 
 
 def _secret(name: str, data: dict[str, str]) -> dict:
@@ -283,7 +284,7 @@ def installed_production(
             kubectl(layout, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
         wait_release_ready(layout, kube, NAMESPACE)
         seconds = time.monotonic() - began
-        yield Production(NAMESPACE, admin, access_key, mlflow_password, dagster, seconds)
+        yield Production(NAMESPACE, admin, access_key, mlflow_password, dagster, seconds, chart)
     finally:
         subprocess.run(
             [str(layout.bin / "helm"), f"--kubeconfig={layout.kubeconfig}", "-n", NAMESPACE,
