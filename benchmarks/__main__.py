@@ -11,7 +11,9 @@ same logging in one asset (see :mod:`benchmarks.contenders`):
   dagma's overhead relative to the raw client's;
 - a training loop logging POINTS metric values with steps: requests and time;
 - cold start: ``import dagma.definitions`` (tracking on) vs ``import dagster``;
-- how long an unreachable server takes to fail: dagma vs MLflow's default policy.
+- how long an unreachable server takes to fail: dagma vs MLflow's default policy;
+- dagma against a server with MLflow's basic auth and one without: requests and wall time
+  per materialization (:mod:`benchmarks.auth`).
 
 ``python -m benchmarks`` writes ``benchmarks/results.json`` and prints a table;
 ``--smoke`` runs every part once on a small loop (for the test suite).
@@ -34,7 +36,7 @@ DEFAULT_POLICY_LIMIT_SECONDS = 30
 # Telemetry would reach outside this machine; the benchmark talks to 127.0.0.1 only.
 os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
 
-from benchmarks import cold_start  # noqa: E402
+from benchmarks import auth, cold_start  # noqa: E402
 from benchmarks.contenders import (  # noqa: E402
     CONTENDERS,
     EXPERIMENT,
@@ -190,6 +192,8 @@ def run(smoke: bool, output: Path, tracking_uri: str | None = None) -> dict:
         )
     finally:
         server.stop()
+    print("==> basic auth on and off (two servers started for it)", flush=True)
+    results["basic_auth"] = auth.measure(2 if smoke else 15)
     output.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -231,6 +235,15 @@ def table(results: dict) -> str:
         f"{seconds['dagma.definitions']['median']:.2f} s / {seconds['dagster']['median']:.2f} s"
         f" = {cold['ratio']:.2f}× (goal ≤ 1.15×); mlflow imported: "
         f"{cold['mlflow_imported_by_dagma_definitions']}",
+    ]  # fmt: skip
+    basic = results["basic_auth"]
+    rows += [
+        f"- dagma with MLflow's basic auth on / off: requests first "
+        f"{basic['requests']['on']['first_total']} / {basic['requests']['off']['first_total']}, "
+        f"later {basic['requests']['on']['later_total']} / "
+        f"{basic['requests']['off']['later_total']}; wall time per materialization, median "
+        f"{_ms(basic['seconds']['on'])} / {_ms(basic['seconds']['off'])} = "
+        f"{basic['on_over_off']:.2f}×",
     ]  # fmt: skip
     endpoints = sorted({e for n in names for w in ("first", "later") for e in req[n][w]})
     rows += [
