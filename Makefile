@@ -2,7 +2,9 @@
 # Only Python and pip are assumed: uv is installed on first use.
 
 PYTHON ?= python3
-UV := $(PYTHON) -m uv
+# uv on PATH first: with a virtualenv activated (or under `uv run`), python3 is the venv's,
+# which has neither uv nor pip. Else the one pip installs beside python3 (target uv).
+UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 MLFLOW_PORT ?= 5000
 DAGSTER_PORT ?= 3000
