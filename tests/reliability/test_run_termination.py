@@ -47,7 +47,10 @@ def _wait_for_run(client: MlflowClient, experiment: str, process: subprocess.Pop
         assert process.poll() is None, log.read_text()[-3000:]
         found = client.get_experiment_by_name(experiment)
         runs = client.search_runs([found.experiment_id]) if found else []
-        if runs:
+        # Paused inside its run: the param is flushed once the run is open. A run merely
+        # created may still be on its way back to the client, which then never learns its
+        # id (a signal then leaves it to the next materialization's sweep).
+        if runs and runs[0].data.params.get("stage") == "started":
             return runs[0]
         time.sleep(0.5)
     raise AssertionError("the paused run never reached the server")
