@@ -18,12 +18,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.contenders import EXPERIMENT, build_job, materialize_once
 from dagma.dev import local_mlflow
+from dagma.settings import mlflow_client_variables
 
 ROOT = Path(__file__).parent.parent
 ADMIN = "dagma-bench-admin"
@@ -49,21 +48,6 @@ def _start(data_dir: Path, extra: list[str], env: dict[str, str]) -> local_mlflo
             raise RuntimeError(f"MLflow server ({' '.join(extra)}) did not come up:\n{tail}")
         time.sleep(0.3)
     return server
-
-
-@contextmanager
-def _logged_in(login: dict[str, str]) -> Iterator[None]:
-    """MLflow's client variables for the login, in this process and its children."""
-    before = {name: os.environ.get(name) for name in LOGIN_VARIABLES}
-    os.environ.update(login)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _requests(url: str) -> dict:
@@ -94,7 +78,7 @@ def measure(repeats: int) -> dict:
         results: dict = {"requests": {}, "seconds": {}, "repeats": repeats}
         jobs = {}
         for name, server in servers.items():
-            with _logged_in(logins[name]):
+            with mlflow_client_variables(logins[name], replace=True):
                 MlflowClient(server.url).create_experiment(EXPERIMENT)
                 results["requests"][name] = _requests(server.url)
                 jobs[name] = build_job("dagma", server.url)
@@ -102,7 +86,7 @@ def measure(repeats: int) -> dict:
         samples: dict[str, list[float]] = {name: [] for name in servers}
         for round_ in range(repeats):
             for name in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
-                with _logged_in(logins[name]):
+                with mlflow_client_variables(logins[name], replace=True):
                     started = time.perf_counter()
                     materialize_once(jobs[name])
                     samples[name].append(time.perf_counter() - started)
