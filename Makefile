@@ -2,10 +2,11 @@
 # Only Python and pip are assumed: uv is installed on first use.
 
 PYTHON ?= python3
-# uv on PATH first: with a virtualenv activated (or under `uv run`), python3 is the venv's,
-# which has neither uv nor pip. Else the one pip installs beside python3 (target uv).
-UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
+# The interpreter uv is installed beside; a make started by `make test` inherits it.
 export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+# uv on PATH first: with a virtualenv activated (or under `uv run`), python3 is the venv's,
+# which has neither uv nor pip. Else the one pip installs beside UV_PYTHON (target uv).
+UV := $(or $(shell command -v uv 2>/dev/null),$(UV_PYTHON) -m uv)
 MLFLOW_PORT ?= 5000
 DAGSTER_PORT ?= 3000
 # `make demo STORE=sqlite`: no server, a local SQLite store under .mlflow-local/local-store/.

@@ -12,7 +12,6 @@ the MLflow server it started are all gone, cleanly, within ``STOP_LIMIT`` second
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.tools import missing, require_executable
+from support.tools import require_executable
 
 from dagma.dev import local_mlflow
 
@@ -94,14 +93,7 @@ def _answers(url: str) -> bool:
 def make_dev_command() -> list[str]:
     """``make dev`` from this checkout, without the uv sync step (the venv is in use)."""
     make = require_executable("make", "install GNU make (Debian: apt-get install make)")
-    # Under `make test` python3 on PATH is the project's venv, which has no uv: use the
-    # interpreter the Makefile installed uv into (it exports it as UV_PYTHON).
-    candidates = [os.environ.get("UV_PYTHON"), shutil.which("python3")]
-    for python in filter(None, candidates):
-        if subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
-            return [make, "-f", str(ROOT / "Makefile"), "-o", "sync", f"PYTHON={python}", "dev"]
-    missing(f"uv for any of {candidates} (what the Makefile runs)", "run `make sync` once")
-    raise AssertionError("unreachable")
+    return [make, "-f", str(ROOT / "Makefile"), "-o", "sync", "dev"]
 
 
 @pytest.fixture
