@@ -44,12 +44,12 @@ def mlflow_resource_from_env(
 
     Raises :class:`dagma.settings.SettingsError` naming the variable, its value
     and the fix when a value cannot be used. The message also goes to stderr
-    first, and a Dagster command ends with it (:mod:`dagma.cli.load_errors`).
+    first, and a Dagster command ends with it (:mod:`dagma.tracking.load_errors`).
     """
     try:
         settings = load_settings(env)
     except SettingsError as error:
-        from dagma.cli.load_errors import settings_error_at_load
+        from dagma.tracking.load_errors import settings_error_at_load
 
         raise settings_error_at_load(error) from error
     return mlflow_resource_for(settings)
