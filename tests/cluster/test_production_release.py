@@ -33,6 +33,7 @@ from support.production import (
     Production,
     installed_production,
     read_object,
+    script_result,
 )
 from support.production_checks import (
     FINISHED,
@@ -50,7 +51,6 @@ from support.production_transfers import (
     PROXIED_UPLOADS,
     UPLOAD_UNDER_FAULT,
     client_pod,
-    client_result,
     direct_upload_seconds,
     object_sizes,
     when_logged,
@@ -346,7 +346,7 @@ def test_a_200_mb_artifact_through_the_proxy_lands_whole_in_the_bucket(
     name = unique("uploads")
     client_pod(core, namespace, _user_code_image(core, namespace), name,
                PROXIED_UPLOADS.format(size=SIZE))  # fmt: skip
-    proxied = client_result(core, namespace, name, 900)
+    proxied = script_result(core, namespace, name, 900)
     direct = direct_upload_seconds(core, release_images.mlflow.tag, SIZE)
     cluster_measure("production: 200 MB straight into the bucket (boto3 upload_file)",
                     f"{direct:.1f} s, {SIZE / MB / direct:.0f} MB/s")  # fmt: skip
@@ -377,7 +377,7 @@ def test_the_object_store_restarted_during_an_upload_leaves_no_claim_without_the
         core.delete_namespaced_pod(store.metadata.name, OBJECTS, grace_period_seconds=0)
 
     when_logged(core, namespace, name, "uploading", restart_store)
-    outcome = client_result(core, namespace, name, 900)
+    outcome = script_result(core, namespace, name, 900)
     apps = client.AppsV1Api(core.api_client)
     wait_for("SeaweedFS Ready again", lambda: apps.read_namespaced_deployment(
         "seaweedfs", OBJECTS).status.ready_replicas == 1, 300)  # fmt: skip

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import yaml
@@ -153,10 +154,15 @@ def s3_script(core: client.CoreV1Api, mlflow_image: str, name: str, script: str,
         "envFrom": [{"secretRef": {"name": KEYS_SECRET}}],
         "env": [{"name": "HOME", "value": "/tmp"}]})  # fmt: skip
     core.create_namespaced_pod(OBJECTS, spec)
-    phase = wait_pod_phase(core, OBJECTS, name, {"Succeeded", "Failed"}, timeout)
-    log = pod_log(core, OBJECTS, name)
-    core.delete_namespaced_pod(name, OBJECTS, grace_period_seconds=0)
-    assert phase == "Succeeded", f"S3 pod {name}: {phase}\n{log}"
+    return script_result(core, OBJECTS, name, timeout)
+
+
+def script_result(core: client.CoreV1Api, namespace: str, name: str, timeout: float) -> Any:
+    """The JSON line a script pod printed last, once it succeeded; the pod is deleted."""
+    phase = wait_pod_phase(core, namespace, name, {"Succeeded", "Failed"}, timeout)
+    log = pod_log(core, namespace, name)
+    core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    assert phase == "Succeeded", f"pod {namespace}/{name}: {phase}\n{log}"
     return json.loads(log.strip().splitlines()[-1])
 
 

@@ -10,14 +10,13 @@ direct upload move the same file.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from kubernetes import client
 
 from support.production import BUCKET, s3_script
-from support.workloads import pod, pod_log, wait_for, wait_pod_phase
+from support.workloads import pod, pod_log, wait_for
 
 MB = 2**20
 CLIENT_LABEL = {"dagma/mlflow-client": "true"}
@@ -85,15 +84,6 @@ def client_pod(core: client.CoreV1Api, namespace: str, image: str, name: str, sc
         "env": [{"name": "HOME", "value": "/tmp"}]})  # fmt: skip
     spec["metadata"]["labels"] |= CLIENT_LABEL
     core.create_namespaced_pod(namespace, spec)
-
-
-def client_result(core: client.CoreV1Api, namespace: str, name: str, timeout: float) -> dict:
-    """The JSON line the client pod printed last; the pod is deleted."""
-    phase = wait_pod_phase(core, namespace, name, {"Succeeded", "Failed"}, timeout)
-    log = pod_log(core, namespace, name)
-    core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-    assert phase == "Succeeded", f"client pod {name}: {phase}\n{log}"
-    return json.loads(log.strip().splitlines()[-1])
 
 
 def when_logged(core: client.CoreV1Api, namespace: str, name: str, line: str,
