@@ -107,12 +107,13 @@ def build_image(
     extra_ca: str = EXTRA_CA_NAME,
     no_cache: bool = False,
     timeout: float = 1800.0,
+    target: str | None = None,
 ) -> BuildResult:
     """Build ``dockerfile`` with ``context`` as ``tag`` on the host network; print progress.
 
     ``base_image`` goes in as the ``BASE_IMAGE`` build arg; ``extra_ca`` is where,
     relative to ``context``, the host's CA bundle is written during the build;
-    ``no_cache`` rebuilds every step.
+    ``no_cache`` rebuilds every step; ``target`` is the stage to build (default: the last).
     Raises ``RuntimeError`` with the end of the build log when the build fails.
     """
     args = {**proxy_build_args(), **(build_args or {})}
@@ -122,6 +123,8 @@ def build_image(
     command += ["--file", str(dockerfile), "--tag", tag]
     if no_cache:
         command.append("--no-cache")
+    if target is not None:
+        command += ["--target", target]
     for name, value in args.items():
         command += ["--build-arg", f"{name}={value}"]
     command.append(str(context))
