@@ -158,3 +158,35 @@ def test_webserver_listens_on_an_unprivileged_port(effective: dict) -> None:
     webserver = effective["dagster"]["dagsterWebserver"]
     assert webserver["service"]["port"] >= 1024
     assert webserver["readinessProbe"]["httpGet"]["port"] == "http"
+
+
+TRAINING_CODE = "dagma-training"
+# What the training code location shares with dagma's own: the MLflow env passed on to its
+# run pods (and through them to step pods), the restricted contexts, the writable volumes.
+SHARED_WITH_USER_CODE = ("port", "includeConfigInLaunchedRuns", "envConfigMaps", "envSecrets",
+                         "volumes", "volumeMounts", "podSecurityContext", "securityContext",
+                         "resources")  # fmt: skip
+
+
+@pytest.mark.parametrize(("value_set", "locations"), [
+    ("defaults", [USER_CODE]),
+    ("local.yaml", [USER_CODE, TRAINING_CODE]),
+    ("production.yaml", [USER_CODE]),
+])  # fmt: skip
+def test_the_training_location_is_on_for_local_clusters_only(
+    value_set: str, locations: list[str]
+) -> None:
+    dagster = effective_values(values_files=values_paths(VALUE_SETS[value_set]))["dagster"]
+    deployments = dagster["dagster-user-deployments"]["deployments"]
+    assert [d["name"] for d in deployments] == locations
+
+
+def test_the_training_location_serves_its_module_from_its_image_with_the_mlflow_env() -> None:
+    dagster = effective_values(values_files=values_paths(["local.yaml"]))["dagster"]
+    training = user_deployment(dagster, TRAINING_CODE)
+    user_code = user_deployment(dagster, USER_CODE)
+    assert training["dagsterApiGrpcArgs"] == ["-m", "dagma.examples.training.definitions"]
+    assert training["image"] == {**user_code["image"], "repository": "dagma-training"}
+    assert {key: training[key] for key in SHARED_WITH_USER_CODE} == {
+        key: user_code[key] for key in SHARED_WITH_USER_CODE
+    }

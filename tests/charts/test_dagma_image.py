@@ -43,6 +43,26 @@ def _stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
+def _stage(name: str) -> list[tuple[str, str]]:
+    """The stage ``FROM … AS name``."""
+    [stage] = [s for s in _stages() if s[0][1].split()[-2:] == ["AS", name]]
+    return stage
+
+
+def _image(name: str) -> list[tuple[str, str]]:
+    """The instructions of target ``name``, its ``FROM`` stages within the file first."""
+    stage = _stage(name)
+    parent = stage[0][1].split()[0]
+    names = {s[0][1].split()[-1] for s in _stages() if " AS " in s[0][1]}
+    return [*(_image(parent) if parent in names else []), *stage]
+
+
+def _runtime() -> list[tuple[str, str]]:
+    """The slim image, target ``user-code``: the default target (the last stage) is it."""
+    assert _stages()[-1] == [("FROM", "user-code")]
+    return _image("user-code")
+
+
 def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
     env: dict[str, str] = {}
     for keyword, rest in stage:
@@ -57,7 +77,7 @@ def dagster(request: pytest.FixtureRequest) -> dict:
 
 
 def test_image_user_is_the_uid_the_pods_run_as(dagster: dict) -> None:
-    runtime = _stages()[-1]
+    runtime = _runtime()
     [user] = [rest for keyword, rest in runtime if keyword == "USER"]
     uid = int(user.split(":")[0])
     assert uid != 0
@@ -68,16 +88,16 @@ def test_image_user_is_the_uid_the_pods_run_as(dagster: dict) -> None:
 
 
 def test_image_dagster_home_is_the_charts(dagster: dict) -> None:
-    assert _env(_stages()[-1])["DAGSTER_HOME"] == dagster["global"]["dagsterHome"]
+    assert _env(_runtime())["DAGSTER_HOME"] == dagster["global"]["dagsterHome"]
 
 
 def test_image_exposes_the_grpc_port_of_the_deployment(dagster: dict) -> None:
-    [exposed] = [rest for keyword, rest in _stages()[-1] if keyword == "EXPOSE"]
+    [exposed] = [rest for keyword, rest in _runtime() if keyword == "EXPOSE"]
     assert int(exposed) == user_deployment(dagster, "dagma-user-code")["port"]
 
 
 def test_default_command_serves_the_same_module_as_the_chart(dagster: dict) -> None:
-    [cmd] = [rest for keyword, rest in _stages()[-1] if keyword == "CMD"]
+    [cmd] = [rest for keyword, rest in _runtime() if keyword == "CMD"]
     args = user_deployment(dagster, "dagma-user-code")["dagsterApiGrpcArgs"]
     command = json.loads(cmd)
     assert command[:3] == ["dagster", "api", "grpc"]
@@ -104,9 +124,37 @@ def test_dependencies_come_from_the_lock_runtime_group_only() -> None:
 
 
 def test_extra_ca_never_reaches_the_runtime_stage() -> None:
-    runtime = _stages()[-1]
+    runtime = _runtime()
     assert not any("build-ca" in value for value in _env(runtime).values())
     assert not any("extra-ca" in rest for _, rest in runtime)
+
+
+def test_training_target_is_the_slim_image_plus_the_training_extra_alone() -> None:
+    """``--target training``: the slim image's layers and one more, copied from
+    ``training-deps`` (no RUN, no user or environment change), holding the ``training``
+    extra at uv.lock's versions minus what the runtime group already has."""
+    training, slim = _stage("training"), _stage("user-code")
+    assert training[0] == ("FROM", "runtime AS training") and slim[0][1].startswith("runtime ")
+    assert {keyword for keyword, _ in training[1:]} == {"LABEL", "COPY", "CMD"}
+    copies = [rest for keyword, rest in training if keyword == "COPY"]
+    # The extra below dagma's code, which is the slim image's last layer too.
+    slim_copies = [rest for keyword, rest in slim if keyword == "COPY"]
+    assert [c.split()[0] for c in copies] == ["--from=training-deps", "--from=project"]
+    assert copies[-1] == slim_copies[-1] and len(slim_copies) == 1
+    [install] = [rest for keyword, rest in _stage("training-deps") if keyword == "RUN"]
+    assert re.search(r"uv export --frozen --no-dev --no-emit-project", install)
+    assert "--extra training" in install
+    assert re.search(r"uv pip install [^;&]*--no-deps [^;&]*--target", install)
+    assert not any("extra-ca" in rest or "build-ca" in rest for _, rest in training)
+
+
+def test_training_image_command_serves_the_training_location_of_values_local() -> None:
+    dagster = effective_values(values_files=values_paths(["local.yaml"]))["dagster"]
+    deployment = user_deployment(dagster, "dagma-training")
+    [cmd] = [rest for keyword, rest in _stage("training") if keyword == "CMD"]
+    command = json.loads(cmd)
+    assert command[:3] == ["dagster", "api", "grpc"]
+    assert command[-2:] == deployment["dagsterApiGrpcArgs"]
 
 
 def _in_context(path: str, patterns: list[str]) -> bool:
