@@ -11,6 +11,7 @@ read back from MLflow's registry and runs and from Dagster's event log.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from urllib.parse import urlparse
 import mlflow.pyfunc
 import pandas as pd
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, in_process_executor
+from dagster_k8s import k8s_job_executor
 from mlflow import MlflowClient
 from support.dagster_local import command_env, init_instance
 
@@ -176,6 +178,8 @@ def test_each_partition_is_its_own_training_run(
         "good": GOOD_DAY, "bad": BAD_DAY
     }  # fmt: skip
     assert trained["good"].data.tags["dagster.run_id"] != trained["bad"].data.tags["dagster.run_id"]
+    # Recorded here, by this machine (on Kubernetes each step pod names itself).
+    assert {run.data.tags[contract.HOST_TAG] for run in trained.values()} == {socket.gethostname()}
     # Each day's history is its own: fewer visits before an earlier day, another data version.
     rows = {name: int(run.data.params["train_rows"]) for name, run in trained.items()}
     assert rows["good"] > rows["bad"]
@@ -232,6 +236,16 @@ def test_scoring_run_names_the_model_version_it_used(
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == contract.NEW_VISITS
     assert dataset_input.dataset.digest == good.data_versions[contract.NEW_VISITS]
+
+
+def test_the_local_job_runs_in_process_and_the_kubernetes_one_a_pod_per_step() -> None:
+    """Two jobs over the same assets: ``training_pipeline`` here, ``training_pipeline_k8s``
+    where Dagster launches runs on Kubernetes (tests/cluster/test_training_cluster.py)."""
+    defs = build_definitions(MlflowStubResource())
+    local, kubernetes = (defs.resolve_job_def(name) for name in (contract.JOB, contract.K8S_JOB))
+    assert local.executor_def is in_process_executor
+    assert kubernetes.executor_def is k8s_job_executor
+    assert local.asset_layer.selected_asset_keys == kubernetes.asset_layer.selected_asset_keys
 
 
 def test_training_with_tracking_off_fails_saying_what_to_set(tmp_path: Path) -> None:

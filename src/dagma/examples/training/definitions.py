@@ -4,11 +4,20 @@ Needs the ``training`` extra (``pip install 'dagma[training]'``: scikit-learn an
 sklearn flavour) and tracking on (``MLFLOW_USE_TRACKING=true``, ``MLFLOW_TRACKING_URI``):
 the model is logged to MLflow and registered there. The environment is read once, by
 :func:`dagma.mlflow_resource_from_env`, as for the stub's location.
+
+Two jobs over the same assets, told apart by name rather than by sniffing the environment:
+``training_pipeline`` runs every step in the run's own process (``dagster dev``,
+``dagster job execute``, ``make demo-training``); ``training_pipeline_k8s`` runs each step
+in a Kubernetes Job of its own (``k8s_job_executor``), for a Dagster whose run launcher is
+the K8sRunLauncher (charts/dagma): its step pods get the code location's image and MLflow
+settings from the run, as run pods do. Launched anywhere else it fails at its start, when
+it finds no Kubernetes API to create the step Jobs with.
 """
 
 from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster_k8s import k8s_job_executor
 
 from dagma import MlflowRunRecorder, mlflow_resource_from_env
 from dagma.examples.training import contract
@@ -27,6 +36,13 @@ training_pipeline = define_asset_job(
     selection=AssetSelection.groups(contract.GROUP),
     description="One day: slice the data, train, register, gate, promote, score.",
 )
+training_pipeline_k8s = define_asset_job(
+    contract.K8S_JOB,
+    selection=AssetSelection.groups(contract.GROUP),
+    description="The same on Kubernetes, each step in a pod of its own (k8s_job_executor); "
+    "only where Dagster launches runs with the K8sRunLauncher.",
+    executor_def=k8s_job_executor,
+)
 
 ASSETS = [visit_history, new_visits, trained_model, champion_model, scored_visits]
 
@@ -38,12 +54,13 @@ def build_definitions(
     return Definitions(
         assets=ASSETS,
         asset_checks=[test_rmse_below_limit],
-        jobs=[training_pipeline],
+        jobs=[training_pipeline, training_pipeline_k8s],
         resources={
             "tracking": tracking,
             "registry": ModelRegistry(tracking=tracking, model_name=model_name),
         },
         # One process per run: each step process would import scikit-learn and MLflow again.
+        # (training_pipeline_k8s names its own executor.)
         executor=in_process_executor,
     )
 
