@@ -24,7 +24,10 @@ PROFILE_VALUES = dict.fromkeys(PROFILES, "values/local.yaml")
 BUILT = {  # what a build could produce: unique tags, as Skaffold gives loaded images
     "dagma-user-code": ("dagma-user-code", "4f0c2a91e3b7"),
     "dagma-mlflow": ("dagma-mlflow", "9d2e77b10c55"),
+    "dagma-training": ("dagma-training", "07be3c1d92fa"),
 }
+TRAINING = {"image": "dagma-training", "dockerfile": "images/user_code/Dockerfile",
+            "target": "training", "deployment": "dagma-training"}  # fmt: skip
 
 
 def _release(config: dict) -> dict:
@@ -55,13 +58,34 @@ def test_both_images_are_built_from_their_dockerfiles() -> None:
     for name, artifact in artifacts.items():
         dockerfile = ROOT / artifact["context"] / artifact["docker"]["dockerfile"]
         assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+    # The slim stage by name: the classic builder would build every stage before the last.
+    assert artifacts["dagma-user-code"]["docker"]["target"] == "user-code"
 
 
-def test_every_image_template_names_a_built_artifact() -> None:
-    images = {image_env_name(a["image"]) for a in load_config()["build"]["artifacts"]}
-    templates = _release(load_config())["setValueTemplates"].values()
+@pytest.mark.parametrize("profile", [None, *PROFILES])
+def test_every_image_template_names_a_built_artifact(profile: str | None) -> None:
+    config = load_config() if profile is None else with_profile(load_config(), profile)
+    images = {image_env_name(a["image"]) for a in config["build"]["artifacts"]}
+    templates = _release(config)["setValueTemplates"].values()
     used = {m for t in templates for m in re.findall(r"\.IMAGE_(?:REPO|TAG)_(\w+)", t)}
     assert used == images
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_local_profiles_build_the_training_image_for_the_training_location(profile: str) -> None:
+    """values/local.yaml adds the training code location: its profiles build its image
+    (images/user_code's target ``training``) and hand it to that deployment."""
+    patched = with_profile(load_config(), profile)
+    artifacts = {a["image"]: a for a in patched["build"]["artifacts"]}
+    assert set(artifacts) == {"dagma-user-code", "dagma-mlflow", TRAINING["image"]}
+    docker = artifacts[TRAINING["image"]]["docker"]
+    assert (docker["dockerfile"], docker["target"]) == (TRAINING["dockerfile"], TRAINING["target"])
+    release = _release(patched)
+    user_values = helm_values(release, expand_templates(release["setValueTemplates"], BUILT))
+    deployment = user_deployment(effective_values(user_values)["dagster"], TRAINING["deployment"])
+    assert deployment["image"]["repository"] == TRAINING["image"]
+    assert deployment["image"]["tag"] == BUILT[TRAINING["image"]][1]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "dagma.examples.training.definitions"]
 
 
 @pytest.mark.parametrize(("profile", "context"), PROFILES.items())

@@ -29,8 +29,9 @@ from kubernetes import client
 from mlflow import MlflowClient
 from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
 from support.dagster_manifests import dagster_objects
+from support.example_runs import example_run_filter
 from support.images import image_layers
-from support.release import USER_CODE
+from support.release import TRAINING_CODE, USER_CODE
 from support.release_install import external_postgres, machine_overlay
 from support.skaffold_harness import (
     add_dagster_objects_release,
@@ -81,8 +82,9 @@ def prepare(core: client.CoreV1Api, pod_image: str, destination: Path, name: str
         config = prepare_copy(copy, namespace=namespace, base_image=pod_image, overlay=overlay)
         dagster = effective_values(overlay, values_files=KIND)["dagster"]
         objects = dagster_objects(dagster, namespace, standins["dagster"], version)
-        default_image = image_name(user_deployment(dagster, USER_CODE)["image"], version)
-        add_dagster_objects_release(copy, config, objects, default_image)
+        images = {image_name(user_deployment(dagster, name)["image"], version): name
+                  for name in (USER_CODE, TRAINING_CODE)}  # artifact = deployment name  # fmt: skip
+        add_dagster_objects_release(copy, config, objects, images)
     except BaseException:
         remove(core, prepared)
         raise
@@ -163,7 +165,7 @@ def test_skaffold_run_builds_both_images_and_the_release_runs_them(
     skaffold_run: tuple[str, dict[str, str]],
 ) -> None:  # fmt: skip
     namespace, tags = skaffold_run
-    assert set(tags) == {"dagma-user-code", "dagma-mlflow"}
+    assert set(tags) == {"dagma-user-code", "dagma-mlflow", "dagma-training"}
     ids = {}
     for artifact, image in tags.items():
         assert image.split(":")[0] == artifact, image
@@ -171,8 +173,9 @@ def test_skaffold_run_builds_both_images_and_the_release_runs_them(
         ids[image] = inspected.stdout.strip()
     # What Helm recorded is exactly what Skaffold built...
     values = helm_values(layout, namespace)
-    code = user_deployment(effective_values(values)["dagster"], USER_CODE)
-    assert image_name(code["image"], dagster_version_in_lock()) == tags["dagma-user-code"]
+    for name in (USER_CODE, TRAINING_CODE):  # each code location's artifact has its name
+        code = user_deployment(effective_values(values)["dagster"], name)
+        assert image_name(code["image"], dagster_version_in_lock()) == tags[name]
     mlflow = values["mlflow"]["image"]
     assert f"{mlflow['repository']}:{mlflow['tag']}" == tags["dagma-mlflow"]
     # ...every pod is Ready (Skaffold's status check waited; this reads it back), the
@@ -182,12 +185,13 @@ def test_skaffold_run_builds_both_images_and_the_release_runs_them(
     for image, image_id in ids.items():
         assert image in running, f"no pod runs {image}: {sorted(running)}"
         assert running[image].endswith(image_id.removeprefix("sha256:")), running[image]
-    [code_server] = [
-        c for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
-        for c in d.spec.template.spec.containers if c.image == tags["dagma-user-code"]
-    ]  # fmt: skip
-    env = {e.name: e.value for e in code_server.env or []}
-    assert env["DAGSTER_CURRENT_IMAGE"] == tags["dagma-user-code"]
+    for name in (USER_CODE, TRAINING_CODE):
+        [code_server] = [
+            c for d in client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+            for c in d.spec.template.spec.containers if c.image == tags[name]
+        ]  # fmt: skip
+        env = {e.name: e.value for e in code_server.env or []}
+        assert env["DAGSTER_CURRENT_IMAGE"] == tags[name]
 
 
 class Background:
@@ -275,7 +279,7 @@ def _verify(dagster_url: str, mlflow_url: str) -> str:
     tracking = MlflowClient(mlflow_url)
     [run] = tracking.search_runs(
         [e.experiment_id for e in tracking.search_experiments()],
-        filter_string=f"tags.`dagster.run_id` = '{run_id}'",
+        filter_string=example_run_filter(run_id),
     )
     with tempfile.TemporaryDirectory() as tmp:
         return Path(

@@ -45,7 +45,10 @@ def with_profile(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         for part in parents:
             target = target[int(part)] if isinstance(target, list) else target[part]
         assert patch["op"] in {"replace", "add"}, f"unsupported patch {patch}"
-        if isinstance(target, list):
+        if isinstance(target, list) and last == "-":  # JSON Patch: append
+            assert patch["op"] == "add", f"unsupported patch {patch}"
+            target.append(copy.deepcopy(patch["value"]))
+        elif isinstance(target, list):
             target[int(last)] = patch["value"]
         else:
             target[last] = patch["value"]

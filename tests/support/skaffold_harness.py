@@ -31,6 +31,7 @@ from localcluster.components import Layout
 from localcluster.image_build import EXTRA_CA_NAME, host_ca_bundle
 from localcluster.settings import proxy_build_args
 from support.helm import ROOT
+from support.skaffold import image_env_name
 from support.umbrella import umbrella_dir
 
 CONTEXT = "dagma-local"  # the local cluster's kube context (localcluster.components)
@@ -138,7 +139,9 @@ def prepare_copy(
     config = yaml.safe_load((copy / "skaffold.yaml").read_text())
     build_args = {"BASE_IMAGE": base_image}
     build_args |= proxy_build_args()
-    for artifact in config["build"]["artifacts"]:
+    added = [patch["value"] for profile in config["profiles"] for patch in profile["patches"]
+             if patch["path"] == "/build/artifacts/-"]  # the training image  # fmt: skip
+    for artifact in [*config["build"]["artifacts"], *added]:
         artifact["docker"] |= {"network": "host", "buildArgs": build_args}
     [release] = config["deploy"]["helm"]["releases"]
     release |= {"namespace": namespace, "createNamespace": False, "skipBuildDependencies": True}
@@ -153,14 +156,15 @@ def prepare_copy(
 
 
 def add_dagster_objects_release(
-    copy: Path, config: dict[str, Any], objects: list[dict[str, Any]], user_code_image: str
+    copy: Path, config: dict[str, Any], objects: list[dict[str, Any]], images: dict[str, str]
 ) -> None:
     """A second Helm release in the copy for what the Dagster chart would render.
 
     The official chart is not on this machine (see :mod:`support.dagster_manifests`); its objects go
-    into a one-template chart whose user-code image (the Deployment's and the
-    ``DAGSTER_CURRENT_IMAGE`` the run launcher starts run pods with) is the image Skaffold
+    into a one-template chart whose code locations' images (each Deployment's and the
+    ``DAGSTER_CURRENT_IMAGE`` the run launcher starts run pods with) are the images Skaffold
     built, so ``skaffold dev`` upgrades them with every rebuild as it would the real chart.
+    ``images`` maps each image the objects name to its Skaffold artifact.
     """
     chart = copy / "charts" / "dagster-objects"
     (chart / "templates").mkdir(parents=True)
@@ -168,16 +172,20 @@ def add_dagster_objects_release(
         yaml.safe_dump({"apiVersion": "v2", "name": "dagster-objects", "version": "0.1.0"})
     )
     text = yaml.safe_dump_all(objects, sort_keys=False)
-    assert user_code_image in text and "{{" not in text
-    (chart / "templates" / "objects.yaml").write_text(
-        text.replace(user_code_image, "{{ .Values.userCodeImage }}")
-    )
+    assert "{{" not in text
+    templates = {}
+    for image, artifact in images.items():
+        assert image in text, image
+        key = image_env_name(artifact)
+        text = text.replace(image, f"{{{{ .Values.{key} }}}}")
+        templates[key] = f"{{{{.IMAGE_FULLY_QUALIFIED_{key}}}}}"
+    (chart / "templates" / "objects.yaml").write_text(text)
     [release] = config["deploy"]["helm"]["releases"]
     config["deploy"]["helm"]["releases"].append({
         "name": f"{release['name']}-dagster",
         "chartPath": "charts/dagster-objects",
         "namespace": release["namespace"],
         "skipBuildDependencies": True,
-        "setValueTemplates": {"userCodeImage": "{{.IMAGE_FULLY_QUALIFIED_dagma_user_code}}"},
+        "setValueTemplates": templates,
     })  # fmt: skip
     (copy / "skaffold.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
