@@ -1,10 +1,11 @@
-"""The product's two images as the cluster runs them, and how the local cluster builds images.
+"""The product's images as the cluster runs them, and how the local cluster builds images.
 
-images/user_code and images/mlflow are built once per session into the cluster's engine,
-with the tags the release's manifests name (``release_images``, support.images); every
-release test runs them. Here: what is inside them, their sizes and build times (measured,
-never asserted), and the build helper's handling of the host's CA bundle behind a
-TLS-intercepting proxy (the first three tests need no cluster).
+images/user_code (its targets ``user-code`` and ``training``) and images/mlflow are built
+once per session into the cluster's engine, with the tags the release's manifests name
+(``release_images``, support.images); every release test runs them. Here: what is inside
+them, their sizes and build times (measured, never asserted), and the build helper's
+handling of the host's CA bundle behind a TLS-intercepting proxy (the first three tests
+need no cluster).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.helm import ROOT
-from support.images import ReleaseImages, manifest_image_tags
+from support.images import ReleaseImages, image_layers, manifest_image_tags
 from support.tools import missing
 
 from localcluster import engine
@@ -102,14 +103,34 @@ def test_failed_build_raises_with_the_failing_step_output(pod_image: str, tmp_pa
     assert not (tmp_path / EXTRA_CA_NAME).exists()
 
 
-def test_both_images_carry_the_tags_the_manifests_run(
+def test_every_image_carries_the_tag_the_manifests_run(
     release_images: ReleaseImages, cluster_measure
 ) -> None:
-    built = (release_images.user_code, release_images.mlflow)
+    built = (release_images.user_code, release_images.mlflow, release_images.training)
     assert tuple(image.tag for image in built) == manifest_image_tags()
     for image in built:
         size = megabytes(image_size(engine.docker(), image.tag))
         cluster_measure(f"image {image.tag}", f"{size}, built in {image.seconds:.1f} s")
+
+
+def test_the_training_image_is_the_slim_ones_layers_plus_one_with_the_training_extra(
+    release_images: ReleaseImages,
+) -> None:
+    """The slim image keeps no training library; the training image has its layers and one
+    more, below dagma's code, holding the ``training`` extra at uv.lock's versions."""
+    docker = engine.docker()
+    slim, training = release_images.user_code.tag, release_images.training.tag
+    slim_layers, training_layers = image_layers(docker, slim), image_layers(docker, training)
+    assert len(training_layers) == len(slim_layers) + 1
+    assert training_layers[:-2] == slim_layers[:-1]  # all but the code layer: the same
+    locked = {p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())
+              ["package"]}  # fmt: skip
+    extra = ("scikit-learn", "pandas", "matplotlib", "skops")
+    found = _python(training, DISTRIBUTIONS, *extra).split("\n")[: len(extra)]
+    assert found == [f"{name} {locked[name]}" for name in extra], found
+    assert _python(slim, DISTRIBUTIONS, *extra).split("\n")[: len(extra)] == [
+        f"{name} absent" for name in extra
+    ]
 
 
 def test_user_code_image_has_the_mlflow_client_and_not_the_server(
@@ -121,6 +142,6 @@ def test_user_code_image_has_the_mlflow_client_and_not_the_server(
     assert found.split("\n")[:2] == [f"mlflow-skinny {skinny}", "mlflow absent"], found
 
 
-def test_no_build_time_ca_file_reaches_either_image(release_images: ReleaseImages) -> None:
-    for image in (release_images.user_code, release_images.mlflow):
+def test_no_build_time_ca_file_reaches_any_image(release_images: ReleaseImages) -> None:
+    for image in (release_images.user_code, release_images.mlflow, release_images.training):
         assert _python(image.tag, BUILD_CA).strip() == "[]", image.tag

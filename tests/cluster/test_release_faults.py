@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from support.release import USER_CODE
 from support.release_install import Release, installed_release
 from support.release_records import (
     Replacement,
@@ -156,7 +157,8 @@ def test_deleting_the_mlflow_pod_during_a_run_loses_nothing_recorded(
                         f"artifact bytes), {len(changed)} lost or changed")  # fmt: skip
         assert changed == []
         assert changed_runs(faulted.runs_before, web.runs()) == []
-        interrupted = [run for run in after.values() if run.dagster_run_id == faulted.run_id]
+        interrupted = [run for run in after.values()
+                       if run.dagster_run_id == faulted.run_id and run.asset_key]  # fmt: skip
         deleted_at = faulted.replacement.deleted_at
         cluster_measure("MLflow pod: the interrupted run in MLflow", str([
             f"{run.status}, created {run.started_at - deleted_at:+.1f} s after the deletion"
@@ -174,14 +176,14 @@ def test_deleting_the_mlflow_pod_during_a_run_loses_nothing_recorded(
         assert run.artifacts["train_summary.txt"].startswith(b"n_estimators=10")
         new = materialize(web)
         [run] = [r for r in tracked_runs(layout, release.namespace).values()
-                 if r.dagster_run_id == new]  # fmt: skip
+                 if r.dagster_run_id == new and r.asset_key]  # fmt: skip
         assert run.status == "FINISHED"
 
 
 def test_deleting_the_user_code_pod_during_a_run_leaves_the_run_pod_alone(
     layout: Layout, release: Release, core: client.CoreV1Api, cluster_measure
 ) -> None:
-    code = pods_of(core, release.namespace, "component=user-deployments")
+    code = pods_of(core, release.namespace, f"component=user-deployments,deployment={USER_CODE}")
     with webserver(layout, release) as web:
         materialize(web)
         faulted = run_with_a_pod_deleted(web, core, release, release.namespace, code)

@@ -23,17 +23,20 @@ Each object follows one template of dagster-io/dagster ``helm/dagster`` (Dagster
   ``dagster.webserver.fullname``, ``dagster.webserver.dagsterWebserverCommand``,
   ``dagster.dagsterDaemon.daemonCommand``, ``dagster.postgresql.host``,
   ``dagster.postgresql.secretName``, ``dagster.postgresql.pgisready``;
-- of the ``charts/dagster-user-deployments`` subchart: ``templates/deployment-user.yaml``,
-  ``templates/service-user.yaml``, ``templates/configmap-env-user.yaml``,
-  ``templates/configmap-env-shared.yaml``, ``templates/serviceaccount.yaml`` and
-  ``templates/helpers/_helpers.tpl`` (the container context, through
-  :func:`support.dagster_chart.user_code_container_context`).
+- of the ``charts/dagster-user-deployments`` subchart, for each deployment:
+  ``templates/deployment-user.yaml``, ``templates/service-user.yaml``,
+  ``templates/configmap-env-user.yaml``; once: ``templates/configmap-env-shared.yaml``,
+  ``templates/serviceaccount.yaml``, ``templates/role.yaml`` and
+  ``templates/rolebinding.yaml`` (``rbacEnabled``: the Jobs and pods a run pod's
+  ``k8s_job_executor`` creates for its steps), and ``templates/helpers/_helpers.tpl`` (the
+  container context, through :func:`support.dagster_chart.user_code_container_context`).
 
 Only what dagma's values and the chart's defaults use is mirrored; any other value raises
 ``NotImplementedError`` instead of being silently left out. Liberties: ``DAGSTER_HOME`` and
 ``DAGSTER_DISABLE_TELEMETRY`` are set on the webserver and daemon containers (the chart
 puts ``DAGSTER_HOME`` in ``configmap-env-webserver.yaml``/``configmap-env-daemon.yaml``,
-not built); labels are ``app.kubernetes.io/instance`` and ``component`` only.
+not built); labels are ``app.kubernetes.io/instance``, ``component`` and, on a code
+location's objects, ``deployment`` only.
 """
 
 from __future__ import annotations
@@ -65,30 +68,36 @@ WORKSPACE_PATH = "/dagster-workspace/workspace.yaml"  # where the chart mounts w
 # --- the webserver and the daemon --------------------------------------------------
 
 
-def _labels(component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/instance": RELEASE, "component": component}
+def _labels(component: str, location: str | None) -> dict[str, str]:
+    """The release and component; a code location's objects also ``deployment: <name>``."""
+    labels = {"app.kubernetes.io/instance": RELEASE, "component": component}
+    return labels | ({"deployment": location} if location else {})
 
 
-def _deployment(name: str, component: str, pod: dict[str, Any]) -> dict[str, Any]:
+def _deployment(
+    name: str, component: str, pod: dict[str, Any], location: str | None = None
+) -> dict[str, Any]:
+    labels = _labels(component, location)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": _labels(component)},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": _labels(component)},
-            "template": {"metadata": {"labels": _labels(component)}, "spec": pod},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
 
 
-def _service(name: str, component: str, port: int) -> dict[str, Any]:
+def _service(name: str, component: str, port: int, location: str | None = None) -> dict[str, Any]:
+    labels = _labels(component, location)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "labels": _labels(component)},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
-            "selector": _labels(component),
+            "selector": labels,
             "ports": [{"name": "http", "port": port, "targetPort": port}],
         },
     }
@@ -292,20 +301,41 @@ def _user_pod(
     return pod
 
 
-def _user_config_maps(user_deployments: Values, deployment: Values, namespace: str) -> list:
-    """``configmap-env-shared.yaml`` and ``configmap-env-user.yaml`` (the map form of env)."""
+def _shared_config_map(user_deployments: Values, namespace: str) -> dict[str, Any]:
+    """``configmap-env-shared.yaml``."""
     fullname = _user_fullname(user_deployments)
     home = (user_deployments.get("global") or {}).get("dagsterHome")
+    return _config_map(f"{fullname}-user-deployments-shared-env", {
+        "DAGSTER_HOME": home or user_deployments["dagsterHome"],
+        "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": namespace,
+        "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": f"{fullname}-pipeline-env",
+    })  # fmt: skip
+
+
+def _user_config_map(user_deployments: Values, deployment: Values) -> dict[str, Any]:
+    """``configmap-env-user.yaml`` (the map form of env)."""
     env = deployment.get("env")
+    data = {k: str(v) for k, v in env.items()} if isinstance(env, Mapping) else {}
+    return _config_map(f"{_user_fullname(user_deployments)}-{deployment['name']}-user-env", data)
+
+
+def _user_objects(
+    user_deployments: Values, deployment: Values, namespace: str, chart_version: str
+) -> list[dict[str, Any]]:
+    """One code location: its env ConfigMap, Deployment and Service."""
+    pod = _user_pod(user_deployments, deployment, namespace, chart_version)
+    # The subchart's serviceaccount.yaml: the code location's pods and its run pods use it.
+    pod["serviceAccountName"] = _user_account(user_deployments)
+    fullname, name = _user_fullname(user_deployments), deployment["name"]
     return [
-        _config_map(f"{fullname}-user-deployments-shared-env", {
-            "DAGSTER_HOME": home or user_deployments["dagsterHome"],
-            "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": namespace,
-            "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": f"{fullname}-pipeline-env",
-        }),
-        _config_map(f"{fullname}-{deployment['name']}-user-env",
-                    {k: str(v) for k, v in env.items()} if isinstance(env, Mapping) else {}),
-    ]  # fmt: skip
+        _user_config_map(user_deployments, deployment),
+        _deployment(f"{fullname}-{name}", "user-deployments", pod, location=name),
+        _service(name, "user-deployments", deployment["port"], location=name),
+    ]
+
+
+def _user_account(user_deployments: Values) -> str:
+    return f"{_user_fullname(user_deployments)}-user-deployments"
 
 
 # --- everything, for one release ----------------------------------------------------
@@ -322,17 +352,18 @@ def _workspace(dagster: Values) -> dict[str, Any]:
     return {"load_from": servers}
 
 
-def _rbac(fullname: str, user_account: str, namespace: str) -> list[dict[str, Any]]:
-    """Both ServiceAccounts, and the daemon's Role and RoleBinding (Jobs and pods)."""
+def _role(fullname: str, account: str, namespace: str, cronjobs: bool) -> list[dict[str, Any]]:
+    """A ServiceAccount with a Role on Jobs and pods (the chart's and the subchart's rules)."""
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": fullname}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": user_account}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": f"{fullname}-role"},
             "rules": [
-                {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status"], "verbs": ["*"]},
+                {"apiGroups": ["batch"],
+                 "resources": ["jobs", "jobs/status", *(["cronjobs"] if cronjobs else [])],
+                 "verbs": ["*"]},
                 {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status"],
                  "verbs": ["*"]},
             ],
@@ -343,9 +374,24 @@ def _rbac(fullname: str, user_account: str, namespace: str) -> list[dict[str, An
             "metadata": {"name": f"{fullname}-rolebinding"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                         "name": f"{fullname}-role"},
-            "subjects": [{"kind": "ServiceAccount", "name": fullname, "namespace": namespace}],
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
         },
     ]  # fmt: skip
+
+
+def _rbac(dagster: Values, namespace: str) -> list[dict[str, Any]]:
+    """The daemon's account and Role (``templates/role.yaml``), and the code locations'
+    (the subchart's, ``rbacEnabled``: a run pod's ``k8s_job_executor`` starts step Jobs)."""
+    fullname = dagster_fullname(dagster, RELEASE)
+    user_deployments = dagster["dagster-user-deployments"]
+    objects = _role(fullname, fullname, namespace, cronjobs=False)
+    user_account = _user_account(user_deployments)
+    if user_deployments.get("rbacEnabled", True):
+        objects += _role(_user_fullname(user_deployments), user_account, namespace, cronjobs=True)
+    else:
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": user_account}})  # fmt: skip
+    return objects
 
 
 def dagster_objects(
@@ -356,12 +402,9 @@ def dagster_objects(
     user_deployments = dagster["dagster-user-deployments"]
     if not user_deployments["enabled"]:
         raise unmirrored("dagster-user-deployments.enabled=false")
-    [location] = user_deployments["deployments"]
-    code = user_deployment(dagster, location["name"])
-    user_pod = _user_pod(user_deployments, code, namespace, chart_version)
-    # The subchart's serviceaccount.yaml: the code location's pods and its run pods use it.
-    user_account = f"{_user_fullname(user_deployments)}-user-deployments"
-    user_pod["serviceAccountName"] = user_account
+    locations = [
+        user_deployment(dagster, location["name"]) for location in user_deployments["deployments"]
+    ]
     webserver = dagster["dagsterWebserver"]
     port = int(webserver["service"]["port"])
     webserver_pod = _dagster_pod(dagster, "dagsterWebserver", image, _webserver_command(dagster))
@@ -379,13 +422,12 @@ def dagster_objects(
     instance = yaml.safe_dump(instance_config(dagster, RELEASE, namespace))
     objects = [
         _config_map(f"{fullname}-instance", {"dagster.yaml": instance}),
-        *_user_config_maps(user_deployments, code, namespace),
+        _shared_config_map(user_deployments, namespace),
         _config_map(f"{fullname}-workspace-yaml",
                     {"workspace.yaml": yaml.safe_dump(_workspace(dagster))}),
-        *_rbac(fullname, user_account, namespace),
-        _deployment(f"{_user_fullname(user_deployments)}-{code['name']}", "user-deployments",
-                    user_pod),
-        _service(location["name"], "user-deployments", location["port"]),
+        *_rbac(dagster, namespace),
+        *(o for code in locations
+          for o in _user_objects(user_deployments, code, namespace, chart_version)),
         _deployment(webserver_name(dagster), "dagster-webserver", webserver_pod),
         _service(webserver_name(dagster), "dagster-webserver", port),
         _deployment(f"{fullname}-daemon", "dagster-daemon", daemon_pod),

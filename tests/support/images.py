@@ -1,7 +1,9 @@
-"""The project's two images, built for the cluster tests with the tags the manifests run.
+"""The project's images, built for the cluster tests with the tags the manifests run.
 
 Built from the repository exactly as the README says (repository root as context), into
-the engine given (the local cluster's, so the kubelet runs exactly these), once a session.
+the engine given (the local cluster's, so the kubelet runs exactly these), once a session:
+images/user_code's two targets (the slim ``user-code`` and ``training``, which reuses the
+first's layers) and images/mlflow.
 """
 
 from __future__ import annotations
@@ -14,42 +16,53 @@ from localcluster.engine import Docker
 from localcluster.image_build import EXTRA_CA_NAME, BuildResult, build_image
 from support.dagster_chart import dagster_version_in_lock, image_name, user_deployment
 from support.helm import ROOT
-from support.release import USER_CODE
+from support.release import TRAINING_CODE, USER_CODE
 from support.umbrella import effective_values, render_umbrella, values_paths
 
 USER_CODE_DOCKERFILE = Path("images/user_code/Dockerfile")
 MLFLOW_DOCKERFILE = Path("images/mlflow/Dockerfile")
+USER_CODE_TARGET, TRAINING_TARGET = "user-code", "training"  # images/user_code's two targets
 LOCAL_VALUES = "local.yaml"  # the values file the cluster tests install
 
 
 @dataclass(frozen=True)
 class ReleaseImages:
-    """The two images of the release, as built this session."""
+    """The images of the release, as built this session."""
 
     user_code: BuildResult
     mlflow: BuildResult
+    training: BuildResult
 
 
-def manifest_image_tags() -> tuple[str, str]:
-    """``(user code, mlflow)``: the images the release's manifests run (values/local.yaml)."""
+def manifest_image_tags() -> tuple[str, str, str]:
+    """``(user code, mlflow, training)``: the images the release's manifests run
+    (values/local.yaml)."""
     files = values_paths([LOCAL_VALUES])
-    deployment = user_deployment(effective_values(values_files=files)["dagster"], USER_CODE)
-    user_code = image_name(deployment["image"], dagster_version_in_lock())
+    dagster = effective_values(values_files=files)["dagster"]
+    user_code, training = (
+        image_name(user_deployment(dagster, name)["image"], dagster_version_in_lock())
+        for name in (USER_CODE, TRAINING_CODE)
+    )
     [mlflow] = {c["image"] for c in render_umbrella(values_files=files).one("Deployment")
                 ["spec"]["template"]["spec"]["containers"]}  # fmt: skip
-    return user_code, mlflow
+    return user_code, mlflow, training
 
 
 def build_release_images(docker: Docker, base_image: str) -> ReleaseImages:
-    """Build images/user_code and images/mlflow from the repository, with the manifests' tags."""
-    user_code_tag, mlflow_tag = manifest_image_tags()
+    """Build images/user_code (both targets) and images/mlflow, with the manifests' tags."""
+    user_code_tag, mlflow_tag, training_tag = manifest_image_tags()
+    builds = (
+        (USER_CODE_DOCKERFILE, user_code_tag, USER_CODE_TARGET),
+        (USER_CODE_DOCKERFILE, training_tag, TRAINING_TARGET),
+        (MLFLOW_DOCKERFILE, mlflow_tag, None),
+    )
     built = {}
-    for dockerfile, tag in ((USER_CODE_DOCKERFILE, user_code_tag), (MLFLOW_DOCKERFILE, mlflow_tag)):
+    for dockerfile, tag, target in builds:
         built[tag] = build_image(
             docker, ROOT / dockerfile, ROOT, tag, base_image=base_image,
-            extra_ca=str(dockerfile.parent / EXTRA_CA_NAME),
+            extra_ca=str(dockerfile.parent / EXTRA_CA_NAME), target=target,
         )  # fmt: skip
-    return ReleaseImages(built[user_code_tag], built[mlflow_tag])
+    return ReleaseImages(built[user_code_tag], built[mlflow_tag], built[training_tag])
 
 
 def image_layers(docker: Docker, tag: str) -> list[str]:

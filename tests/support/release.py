@@ -1,7 +1,8 @@
 """Names of the dagma release that the tests share with its values files.
 
 ``USER_CODE`` is the code location (the Dagster chart's user deployment) charts/dagma's
-values define; ``NO_TELEMETRY`` the list-form ``env`` the tests add to it, which turns
+values define, ``TRAINING_CODE`` the training example's, which values/local.yaml adds;
+``NO_TELEMETRY`` the list-form ``env`` the tests add to it, which turns
 MLflow's telemetry off in the code location and, through ``includeConfigInLaunchedRuns``,
 in its run pods (Dagster's own is ``dagster.telemetry.enabled``).
 """
@@ -9,6 +10,7 @@ in its run pods (Dagster's own is ``dagster.telemetry.enabled``).
 from __future__ import annotations
 
 USER_CODE = "dagma-user-code"
+TRAINING_CODE = "dagma-training"
 NO_TELEMETRY = [
     {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     {"name": "DO_NOT_TRACK", "value": "true"},
