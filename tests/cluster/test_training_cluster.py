@@ -1,0 +1,231 @@
+"""The training pipeline on the local cluster: each step in a pod of its own, the model
+registered from a pod, the champion loaded back.
+
+The release is installed as in test_dagma_release.py (values/local.yaml, a namespace with
+Pod Security "restricted" enforced, :mod:`support.release_install`), so it has both code
+locations; the training one (``dagma-training``) serves ``dagma.examples.training.definitions``
+from the training image. One run of ``training_pipeline_k8s`` for the last day is launched
+through the webserver's GraphQL API: the daemon's K8sRunLauncher starts the run pod, whose
+``k8s_job_executor`` starts one Kubernetes Job per step, on the run's image with the code
+location's MLflow settings. Read back: the pods from the Kubernetes API, the steps from
+Dagster's event log, the runs, the registered version and its alias from the in-cluster
+MLflow server through a port-forward to its Service, and the champion's predictions from
+``models:/diabetes_progression@champion`` loaded here through the server's artifact proxy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+from kubernetes import client
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from support.release import TRAINING_CODE
+from support.release_install import Release, describe, installed_release
+from support.release_records import webserver
+from support.training_cluster import (
+    StepTimes,
+    first_times,
+    launch_training,
+    run_events,
+    run_pods,
+    step_pods_by_step,
+    step_times,
+    time_shares,
+)
+from support.workloads import port_forward, wait_for
+
+from dagma.examples.training import contract, data
+from localcluster.components import Layout
+
+DAY = contract.LAST_DAY  # the most history: a model the check passes
+RUN_TIMEOUT_S = 1200  # six step pods one after another on 2 shared cores
+ASSETS = (contract.HISTORY, contract.NEW_VISITS, contract.TRAINED_MODEL, contract.CHAMPION,
+          contract.SCORED)  # fmt: skip
+MLFLOW_ASSETS = (contract.TRAINED_MODEL, contract.SCORED)  # the steps that record a run
+# The install, the run's pods, their reads: more than one test's default 600 s.
+pytestmark = pytest.mark.timeout(3000)
+
+
+@dataclass(frozen=True)
+class Launched:
+    """The run of training_pipeline_k8s, how it ended, and what ran it."""
+
+    run_id: str
+    status: str
+    wall_seconds: float  # submitted to finished, as the client saw it
+    steps: dict[str, StepTimes]  # by step key, from Dagster's event log
+    first: dict[str, float]  # first time of each event type
+    step_pods: dict[str, client.V1Pod]  # by the step each ran
+    run_pods: list[client.V1Pod]
+
+
+@pytest.fixture(scope="module")
+def release(layout: Layout, kube, release_images, pod_image, tmp_path_factory) -> Iterator[Release]:
+    """The release with both code locations (all three images built by ``release_images``)."""
+    with installed_release(layout, kube, pod_image, tmp_path_factory.mktemp("values"),
+                           prefix="dagma-training") as found:  # fmt: skip
+        yield found
+
+
+@pytest.fixture(scope="module")
+def launched(layout: Layout, core: client.CoreV1Api, release: Release, cluster_measure) -> Launched:
+    """One run of training_pipeline_k8s for :data:`DAY`, until it ends."""
+    with webserver(layout, release) as web:
+        began = time.monotonic()
+        run_id = launch_training(web, DAY)
+        status = web.wait_finished(run_id, RUN_TIMEOUT_S)
+        wall = time.monotonic() - began
+        events = run_events(web, run_id)
+    cluster_measure("training_pipeline_k8s: submitted to finished", f"{wall:.0f} s ({status})")
+
+    def pods_ended() -> dict[str, list] | None:  # Dagster's run ends before its pods exit
+        pods = run_pods(core, release.namespace, run_id)
+        ended = all(p.status.phase in ("Succeeded", "Failed") for ps in pods.values() for p in ps)
+        return pods if ended else None
+
+    pods = wait_for(f"the pods of run {run_id} ended", pods_ended, 180,
+                    lambda: describe(layout, release.namespace))  # fmt: skip
+    launched = Launched(run_id, status, wall, step_times(events), first_times(events),
+                        step_pods_by_step(pods.get("step_worker", [])),
+                        pods.get("run_worker", []))  # fmt: skip
+    if status != "SUCCESS":
+        pytest.fail(f"run {run_id}: {status}\n{describe(layout, release.namespace)}")
+    return launched
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(layout: Layout, release: Release) -> Iterator[str]:
+    """The in-cluster MLflow server, through a port-forward to its Service."""
+    kubectl = layout.bin / "kubectl"
+    with port_forward(
+        kubectl, layout.kubeconfig, release.namespace, "service/mlflow", 5000
+    ) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def tracked(launched: Launched, tracking_uri: str) -> dict[str, Run]:
+    """The MLflow runs of the Dagster run, by the asset that recorded each."""
+    tracking = MlflowClient(tracking_uri)
+    found = tracking.search_runs(
+        [e.experiment_id for e in tracking.search_experiments()],
+        filter_string=f"tags.`dagster.run_id` = '{launched.run_id}'",
+    )
+    by_asset = {run.data.tags["dagster.asset_key"]: run for run in found}
+    assert len(by_asset) == len(found), [r.data.tags for r in found]
+    return by_asset
+
+
+def _env_sources(pod: client.V1Pod) -> set[str]:
+    [container] = pod.spec.containers
+    return {(ref.config_map_ref or ref.secret_ref).name for ref in container.env_from or []}
+
+
+def test_each_step_ran_in_a_pod_of_its_own_on_the_training_image(
+    launched: Launched, release: Release, release_images
+) -> None:
+    """Every step Dagster recorded ran in its own Job's pod, which Kubernetes reports
+    Succeeded, on the training image with the MLflow ConfigMap and Secret; the run pod
+    only started them."""
+    assert set(launched.step_pods) == set(launched.steps)
+    # The five assets and the check: one pod each.
+    assert set(ASSETS) < set(launched.steps) and len(launched.steps) == len(ASSETS) + 1
+    [run_pod] = launched.run_pods
+    names = {pod.metadata.name for pod in launched.step_pods.values()}
+    assert len(names) == len(launched.step_pods) and run_pod.metadata.name not in names
+    mlflow_env = {"dagma-mlflow-env", "dagma-mlflow-credentials"}
+    for step, pod in launched.step_pods.items():
+        assert pod.status.phase == "Succeeded", (step, pod.status)
+        labels = pod.metadata.labels
+        assert labels["dagster/code-location"] == TRAINING_CODE, labels
+        [container] = pod.spec.containers
+        assert container.image == release_images.training.tag, (step, container.image)
+        assert container.args[:3] == ["dagster", "api", "execute_step"], container.args
+        assert mlflow_env <= _env_sources(pod), (step, _env_sources(pod))
+        # Model files go through MLflow's artifact proxy: no storage credentials here.
+        variables = {env.name for env in container.env or []}
+        assert not {name for name in variables if name.startswith("AWS_")}, variables
+    [run_container] = run_pod.spec.containers
+    assert run_container.image == release_images.training.tag
+    assert run_container.args[:3] == ["dagster", "api", "execute_run"]
+
+
+def test_each_step_pod_recorded_its_own_mlflow_run(
+    launched: Launched, tracked: dict[str, Run]
+) -> None:
+    """trained_model and scored_visits each recorded one MLflow run, tagged with the Dagster
+    run, the asset, the day and the training code location, and named by its ``host`` tag
+    as the pod that ran that step; the files went through the server's proxy."""
+    assert set(tracked) == set(MLFLOW_ASSETS)
+    for asset, run in tracked.items():
+        tags = run.data.tags
+        assert run.info.status == "FINISHED", (asset, run.info.status)
+        assert tags[contract.HOST_TAG] == launched.step_pods[asset].metadata.name, (asset, tags)
+        assert (tags["dagster.code_location"], tags["dagster.partition_key"]) == (
+            TRAINING_CODE, DAY
+        )  # fmt: skip
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+    assert len({run.data.tags[contract.HOST_TAG] for run in tracked.values()}) == 2
+
+
+def test_the_model_was_registered_from_the_training_pod_and_became_the_champion(
+    launched: Launched, tracked: dict[str, Run], tracking_uri: str
+) -> None:
+    tracking = MlflowClient(tracking_uri)
+    champion = tracking.get_model_version_by_alias(contract.MODEL_NAME, contract.ALIAS)
+    assert champion.tags["dagster.run_id"] == launched.run_id
+    assert champion.tags["dagster.partition_key"] == DAY
+    assert champion.tags[f"dagster.check.{contract.CHECK}"] == "passed"
+    # Registered in trained_model's run, which its step pod recorded.
+    training_run = tracked[contract.TRAINED_MODEL]
+    assert champion.run_id == training_run.info.run_id
+    assert training_run.data.tags[contract.HOST_TAG] == (
+        launched.step_pods[contract.TRAINED_MODEL].metadata.name
+    )
+    assert champion.source.startswith("models:/m-"), champion.source
+    assert tracked[contract.SCORED].data.tags["model_version"] == champion.version
+
+
+def test_the_champion_loads_from_the_alias_uri_and_predicts_what_the_scoring_pod_stored(
+    tracked: dict[str, Run], tracking_uri: str, tmp_path: Path
+) -> None:
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)  # models:/ resolves against the global URI
+    try:
+        champion = mlflow.pyfunc.load_model(f"models:/{contract.MODEL_NAME}@{contract.ALIAS}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    visits = data.new_visits(DAY)
+    predicted = pd.Series(champion.predict(visits[data.feature_columns()])).round(6)
+    scoring = tracked[contract.SCORED].info.run_id
+    stored = MlflowClient(tracking_uri).download_artifacts(scoring, "predictions.csv", tmp_path)
+    assert list(pd.read_csv(stored)["predicted"].round(6)) == list(predicted)
+
+
+def test_where_the_pipeline_wall_time_went(
+    launched: Launched, tracked: dict[str, Run], cluster_measure
+) -> None:
+    """Figures only (never asserted): the shares of the wall time, each step's pod start and
+    run, the run pod's start."""
+    shares = time_shares(launched.wall_seconds, list(tracked.values()))
+    cluster_measure("training_pipeline_k8s: wall time shares", ", ".join(
+        f"{name} {seconds:.1f} s ({seconds / launched.wall_seconds:.0%})"
+        for name, seconds in shares.items()
+    ))  # fmt: skip
+    first = launched.first
+    if {"RUN_STARTING", "RUN_START"} <= first.keys():
+        cluster_measure("training_pipeline_k8s: run pod started (RUN_STARTING to RUN_START)",
+                        f"{first['RUN_START'] - first['RUN_STARTING']:.1f} s")  # fmt: skip
+    for step, times in sorted(launched.steps.items(), key=lambda item: item[1].start):
+        cluster_measure(f"training_pipeline_k8s: step {step}",
+                        f"pod start {times.pod_start_seconds:.1f} s, "
+                        f"step {times.step_seconds:.1f} s")  # fmt: skip
+    assert sum(shares.values()) == pytest.approx(launched.wall_seconds)
