@@ -2,7 +2,12 @@
 
 The public names, for your own code location::
 
-    from dagma import MlflowRunRecorder, mlflow_resource_from_env
+    from dagma import (
+        MlflowRunRecorder,             # what assets annotate
+        mlflow_parent_runs,            # the executor: one MLflow parent run per Dagster run
+        mlflow_resource_from_env,      # the resource the environment asks for
+        mlflow_run_endings_sensor,     # the daemon ends what dead processes left RUNNING
+    )
 
 They are loaded on first use, so ``import dagma`` itself imports neither Dagster
 nor MLflow, and never builds dagma's own example Definitions. They live in
@@ -32,7 +37,9 @@ if TYPE_CHECKING:
         StubRun,
         TrackingInputError,
         TrackingUsageError,
+        mlflow_parent_runs,
         mlflow_resource_from_env,
+        mlflow_run_endings_sensor,
     )
 
 __all__ = [
@@ -49,7 +56,9 @@ __all__ = [
     "StubRun",
     "TrackingInputError",
     "TrackingUsageError",
+    "mlflow_parent_runs",
     "mlflow_resource_from_env",
+    "mlflow_run_endings_sensor",
 ]
 # public name -> module that defines it (importing dagma.tracking imports Dagster, not MLflow)
 _PUBLIC = {name: "dagma.tracking" for name in __all__} | {"SettingsError": "dagma.settings"}

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from dagma import mlflow_resource_from_env
+from dagma import mlflow_parent_runs, mlflow_resource_from_env, mlflow_run_endings_sensor
 from dagma.defs.train_model import train_model_stub
 
+tracking = mlflow_resource_from_env()
 defs = Definitions(
     assets=[train_model_stub],
-    resources={"tracking": mlflow_resource_from_env()},
+    resources={"tracking": tracking},
+    # One MLflow parent run per Dagster run (the steps' runs nested under it), and the
+    # daemon's sensor for the endings a killed process could not record.
+    executor=mlflow_parent_runs(tracking),
+    sensors=[mlflow_run_endings_sensor(tracking)],
 )

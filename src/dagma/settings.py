@@ -101,6 +101,9 @@ class TrackingSettings(BaseModel):
     http: HttpRequestSettings = HttpRequestSettings()
     # MLFLOW_SERVER_WAIT_SECONDS: how long the first request waits for a server not up yet.
     server_wait_seconds: int = 0
+    # MLFLOW_PARENT_RUNS: one MLflow parent run per Dagster run, each step's runs nested under
+    # it (default); false gives one flat run per materialization.
+    parent_runs: bool = True
 
     @property
     def local_store(self) -> bool:
@@ -118,6 +121,20 @@ def _parse_switch(raw: str | None) -> bool:
         f"MLFLOW_USE_TRACKING={raw!r} is not a recognised value. Use one of "
         f"{'/'.join(TRUE_WORDS)} to record runs in MLflow, or one of {'/'.join(FALSE_WORDS)} "
         "(or leave it unset) to use the stub that needs no server."
+    )
+
+
+def _parse_parent_runs(raw: str | None) -> bool:
+    value = (raw or "").strip().lower()
+    if value in TRUE_WORDS or value == "":
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise SettingsError(
+        f"MLFLOW_PARENT_RUNS={raw!r} is not a recognised value. Use one of "
+        f"{'/'.join(TRUE_WORDS)} (or leave it unset) for one MLflow parent run per Dagster run "
+        f"with the steps' runs nested under it, or one of {'/'.join(FALSE_WORDS)} for one flat "
+        "run per materialization."
     )
 
 
@@ -255,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
         allow_file_store=allow_file_store,
         http=_http_request(env),
         server_wait_seconds=_server_wait(env),
+        parent_runs=_parse_parent_runs(env.get("MLFLOW_PARENT_RUNS")),
     )
 
 
@@ -262,6 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> TrackingSettings:
 KNOWN_VARIABLES = (
     "MLFLOW_USE_TRACKING", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT", "MLFLOW_EXPERIMENT_NAME",
     "MLFLOW_UI_URL", "DAGSTER_UI_URL", "MLFLOW_ALLOW_FILE_STORE", SERVER_WAIT_VARIABLE,
+    "MLFLOW_PARENT_RUNS",
     *(variable for variable, *_ in HTTP_REQUEST_LIMITS.values()),
 )  # fmt: skip
 # Read by MLflow's client or by Dagster themselves, or by the Makefile: right as they are, even

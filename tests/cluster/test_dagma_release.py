@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from playwright.sync_api import BrowserContext
 from support.browser import loopback_chromium, save_screenshot
+from support.example_runs import example_run_filter
 from support.release import USER_CODE
 from support.release_install import Release, describe, helm, installed_release
 from support.release_records import first_event_times, run_pod_times, run_start_figures
@@ -91,7 +92,7 @@ def _mlflow_run(tracking: MlflowClient, dagster_run_id: str) -> Run:
     """The one MLflow run tagged with the Dagster run's id."""
     [run] = tracking.search_runs(
         [e.experiment_id for e in tracking.search_experiments()],
-        filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'",
+        filter_string=example_run_filter(dagster_run_id),
     )
     return run
 

@@ -25,6 +25,7 @@ from kubernetes.client.rest import ApiException
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
+from support.example_runs import example_run_filter
 from support.production import (
     MLFLOW_DB,
     OBJECTS,
@@ -111,7 +112,7 @@ def materialized(layout: Layout, production: Production, endpoints: Endpoints) -
         tracking = MlflowClient(endpoints.mlflow)
         [run] = tracking.search_runs(
             [e.experiment_id for e in tracking.search_experiments()],
-            filter_string=f"tags.`dagster.run_id` = '{run_id}'",
+            filter_string=example_run_filter(run_id),
         )
     return Materialized(run_id, status, run.info.run_id, run.info.artifact_uri)
 
@@ -268,7 +269,7 @@ def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
         tracking = MlflowClient(f"http://127.0.0.1:{port}")
         experiment = tracking.get_experiment_by_name("dagma").experiment_id
         for run_id in run_ids:
-            [run] = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            [run] = tracking.search_runs([experiment], example_run_filter(run_id))
             assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
 
 
@@ -424,7 +425,7 @@ def test_mlflows_database_restarted_during_runs_loses_nothing(
         for run_id, recorded in before.items():
             assert tracking.get_run(run_id).to_dictionary() == recorded
         for run_id, status in statuses.items():
-            found = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            found = tracking.search_runs([experiment], example_run_filter(run_id))
             if status == "SUCCESS":
                 [run] = found
                 assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})
@@ -477,5 +478,5 @@ def test_a_helm_upgrade_to_a_new_server_image_during_a_stream_of_runs_loses_none
         for run_id, recorded in before.items():
             assert tracking.get_run(run_id).to_dictionary() == recorded
         for run_id in run_ids:
-            [run] = tracking.search_runs([experiment], f"tags.`dagster.run_id` = '{run_id}'")
+            [run] = tracking.search_runs([experiment], example_run_filter(run_id))
             assert (run.info.status, run.data.metrics) == ("FINISHED", {"rmse": 0.123})

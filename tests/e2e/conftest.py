@@ -21,6 +21,7 @@ from support.dagster_local import (
     materialize,
     run_webserver,
 )
+from support.example_runs import example_run_filter
 from support.ui_pages import mlflow_preferences_script
 
 from dagma.dev.local_mlflow import free_port
@@ -54,7 +55,7 @@ def materialization(
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None, f"no MLflow experiment {EXPERIMENT!r} after materializing"
     [run] = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'"
+        [experiment.experiment_id], filter_string=example_run_filter(dagster_run_id)
     )
     with run_webserver(port, env):
         yield TrackedMaterialization(

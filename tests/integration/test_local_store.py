@@ -150,7 +150,10 @@ def test_demo_with_a_sqlite_store_prints_what_mlflow_holds(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / '.mlflow-local' / 'local-store' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    [run] = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
+    experiment_id = client.get_experiment_by_name("Default").experiment_id
+    [parent] = client.search_runs([experiment_id], "tags.`dagster.job_name` = '__ASSET_JOB'")
+    [run] = client.search_runs([experiment_id], "tags.`dagster.asset_key` = 'train_model_stub'")
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     out = result.stdout
     assert f"MLflow run   {run.info.run_id}  (FINISHED)" in out
     assert run.data.params == {"n_estimators": "10"}

@@ -1,7 +1,8 @@
 """Requests to the MLflow server, counted by endpoint: the floor is four per materialization.
 
-The first in a process adds two: the experiment lookup (also the reachability check) and one
-search for runs that finished Dagster runs left RUNNING (dagma.tracking.run_endings).
+Without a parent run (``materialize()`` runs in process, with no executor of dagma's), the
+first in a process adds one: the experiment lookup, also the reachability check. Nothing
+ever searches. (With parent runs: tests/integration/test_parent_runs.py.)
 
 Counted where the MLflow client sends every request (benchmarks.http_count), with the
 requests going to the session's real server; what reaches it is read back.
@@ -21,6 +22,7 @@ from mlflow import MlflowClient
 
 from benchmarks.http_count import counting_requests
 from dagma import MlflowRunRecorder, MlflowTrackingResource
+from dagma.tracking.dagster_records import recorded_runs
 
 ROOT = Path(__file__).parents[2]
 FLOOR = {
@@ -32,7 +34,7 @@ FLOOR = {
 POINTS = 10_000
 
 
-def test_train_model_stub_costs_six_requests_first_then_four(
+def test_train_model_stub_costs_five_requests_first_then_four(
     mlflow_server: str, client: MlflowClient
 ) -> None:
     # A fresh interpreter: the first materialization in a process is what is counted.
@@ -58,9 +60,8 @@ def test_train_model_stub_costs_six_requests_first_then_four(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     first, *later = json.loads(result.stdout.strip().splitlines()[-1])
-    # Once per process: the experiment lookup, which is also the reachability check, and the
-    # search for abandoned RUNNING runs.
-    assert first == {"GET experiments/get-by-name": 1, "POST runs/search": 1, **FLOOR}
+    # Once per process: the experiment lookup, which is also the reachability check.
+    assert first == {"GET experiments/get-by-name": 1, **FLOOR}
     assert later == [FLOOR, FLOOR]
 
 
@@ -99,11 +100,8 @@ def test_points_logged_before_an_exception_are_kept(
         result = materialize(
             [diverges], resources={"tracking": tracking}, instance=instance, raise_on_error=False
         )
-        [run_id] = [
-            r.event_log_entry.user_message.split()[2]
-            for r in instance.get_records_for_run(result.run_id).records
-            if r.event_log_entry.user_message.startswith("MLflow run ")
-        ]
+        [recorded] = recorded_runs(instance, result.run_id)  # as the Dagster run wrote it
+        run_id = recorded.run_id
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.params == {"lr": "0.1"}

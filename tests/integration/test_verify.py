@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from support.dagster_local import command_env, dagster_dev, init_instance, write_workspace
+from support.example_runs import example_run_filter
 
 from dagma.dev.local_mlflow import free_port
 
@@ -79,9 +80,7 @@ def test_happy_path_finds_the_run_and_prints_both_links(dagster_url: str, mlflow
     # The run verify reported is the one MLflow holds for that Dagster run.
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("verify")
-    [run] = client.search_runs(
-        [experiment.experiment_id], f"tags.`dagster.run_id` = '{dagster_run_id}'"
-    )
+    [run] = client.search_runs([experiment.experiment_id], example_run_filter(dagster_run_id))
     assert mlflow_link.endswith(f"/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
     assert run.data.params["n_estimators"] == "10"
 

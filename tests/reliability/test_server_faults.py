@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster import DagsterInstance, build_sensor_context
 from mlflow import MlflowClient
 from support import container_spec, mlflow_servers, soak
 from support.helm import render
 from support.umbrella import render_umbrella
 
+from dagma import mlflow_resource_from_env, mlflow_run_endings_sensor
 from dagma.dev.local_mlflow import free_port
 from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, load_settings
 from dagma.tracking.run_endings import END_REASON_TAG
@@ -163,8 +165,10 @@ def test_sigkills_between_materializations_lose_nothing(
         for i in range(BEFORE_KILL if cycle == 0 else 1):
             _materialize(pod, tmp_path / f"home-{cycle}-{i}")
         before = snapshot(client)
-        assert _counts(before)["runs"] == BEFORE_KILL + cycle
-        assert all(run["status"] == "FINISHED" and run["artifacts"] for run in before.values())
+        # Each materialization: its Dagster run's parent run and the asset's run nested in it.
+        assert _counts(before)["runs"] == 2 * (BEFORE_KILL + cycle)
+        assert all(run["status"] == "FINISHED" for run in before.values())
+        assert sum(bool(run["artifacts"]) for run in before.values()) == BEFORE_KILL + cycle
 
         kill_server(pod)
         restart_server(pod)
@@ -175,7 +179,7 @@ def test_sigkills_between_materializations_lose_nothing(
         assert after == before
 
     _materialize(pod, tmp_path / "home-after")  # the restarted server takes new runs
-    assert _counts(snapshot(client))["runs"] == BEFORE_KILL + KILL_CYCLES
+    assert _counts(snapshot(client))["runs"] == 2 * (BEFORE_KILL + KILL_CYCLES)
     print(f"{KILL_CYCLES} SIGKILL cycles: lost {lost_in_all}")
 
 
@@ -190,7 +194,7 @@ def test_dagmas_own_http_bounds_are_the_charts() -> None:
     assert load_settings({}).server_wait_seconds == 0
 
 
-def test_a_sigkill_inside_a_materialization_fails_it_and_the_next_one_ends_its_run_failed(
+def test_a_sigkill_inside_a_materialization_fails_it_and_the_sensor_ends_its_run_once_back(
     pod: mlflow_servers.ServerPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = _client(pod, monkeypatch)
@@ -233,19 +237,27 @@ def test_a_sigkill_inside_a_materialization_fails_it_and_the_next_one_ends_its_r
     assert {k: v for k, v in after.items() if k in before} == before, "earlier runs changed"
     assert after[interrupted]["status"] == "RUNNING"  # what the dead server was left with
 
-    # Another deployment's run in progress: its Dagster run id is unknown to this instance.
+    # Another deployment's run in progress: never recorded by this instance's Dagster runs.
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     foreign = client.create_run(experiment_id, tags={"dagster.run_id": str(uuid.uuid4())})
-    _materialize(pod, home)  # the next materialization in the same Dagster instance
-
-    ended = client.get_run(interrupted)
+    # The daemon's sensor, evaluated on this instance as the daemon would (no daemon runs here).
+    env = _env(pod, home, chart_http=False)
+    endings = mlflow_run_endings_sensor(mlflow_resource_from_env(env))
+    with DagsterInstance.from_config(str(home)) as instance:
+        context = build_sensor_context(instance=instance)
+        endings(context)
+        ended = client.get_run(interrupted)
+        endings(build_sensor_context(instance=instance))  # again, from scratch: no change
+        assert client.get_run(interrupted).to_dictionary() == ended.to_dictionary()
+        [dagster_run] = instance.get_runs(limit=1)
     reason = ended.data.tags.get(END_REASON_TAG, "")
     statuses = [r["status"] for r in snapshot(client).values()]
     print(
-        f"the interrupted run is {ended.info.status} after the next materialization "
+        f"the interrupted run is {ended.info.status} after the sensor's evaluation "
         f"({reason!r}); RUNNING: {statuses.count('RUNNING')} (the foreign run)"
     )
     assert ended.info.status == "FAILED"
-    assert "ended as FAILURE" in reason and "dagster.failure" in ended.data.tags
+    assert f"Dagster run ended {dagster_run.status.value}" in reason
+    assert "dagster.failure" in ended.data.tags
     assert client.get_run(foreign.info.run_id).info.status == "RUNNING"  # left alone
     assert statuses.count("RUNNING") == 1

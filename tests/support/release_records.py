@@ -150,6 +150,7 @@ class TrackedRun:
     """One MLflow run as read back: everything a user compares."""
 
     dagster_run_id: str | None
+    asset_key: str | None  # None for the Dagster run's parent run
     status: str
     params: dict[str, str]
     metrics: dict[str, tuple[tuple[float, int], ...]]
@@ -190,7 +191,8 @@ def tracked_runs(layout: Layout, namespace: str) -> dict[str, TrackedRun]:
             download = Path(scratch) / run_id
             download.mkdir()
             found[run_id] = TrackedRun(
-                run.data.tags.get("dagster.run_id"), run.info.status, dict(run.data.params),
+                run.data.tags.get("dagster.run_id"), run.data.tags.get("dagster.asset_key"),
+                run.info.status, dict(run.data.params),
                 metrics, _artifact_bytes(tracking, run_id, download),
                 run.info.start_time / 1000,
                 (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,

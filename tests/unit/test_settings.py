@@ -38,6 +38,26 @@ def test_use_tracking_switch_selects_resource(raw: str | None, expected: type) -
     assert type(mlflow_resource_from_env(env)) is expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, True), ("", True), ("true", True), (" ON ", True), ("0", False), ("false", False),
+     ("No", False)],
+)  # fmt: skip
+def test_parent_runs_switch_reaches_the_resource(raw: str | None, expected: bool) -> None:
+    env = {"MLFLOW_USE_TRACKING": "true", **({} if raw is None else {"MLFLOW_PARENT_RUNS": raw})}
+    resource = mlflow_resource_from_env(env)
+    assert isinstance(resource, MlflowTrackingResource)
+    assert resource.parent_runs is expected
+
+
+def test_unrecognised_parent_runs_value_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"MLFLOW_PARENT_RUNS": "flat"})
+    message = str(error.value)
+    assert "MLFLOW_PARENT_RUNS='flat'" in message
+    assert "1/true/yes/on" in message and "one flat run per materialization" in message
+
+
 @pytest.mark.parametrize("raw", ["ture", "2", "enabled", "y", "-1", "truee"])
 def test_unrecognised_switch_names_variable_and_accepted_values(raw: str) -> None:
     with pytest.raises(SettingsError) as error:

@@ -46,13 +46,16 @@ def _client(mlflow_url: str) -> Any:
 
 
 def find_run(mlflow_url: str, dagster_run_id: str, materialization: dict[str, str]) -> FoundRun:
-    """The MLflow run tagged with ``dagster_run_id``, searched in every active experiment."""
+    """The example asset's MLflow run tagged with ``dagster_run_id`` (not the Dagster run's
+    parent run), searched in every active experiment."""
     client = _client(mlflow_url)
     try:
         with bounded_requests(REQUEST_TIMEOUT):
             experiment_ids = [e.experiment_id for e in client.search_experiments()]
             runs = client.search_runs(
-                experiment_ids, filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'"
+                experiment_ids,
+                filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}' "
+                f"AND tags.`dagster.asset_key` = '{example.ASSET}'",
             )
     except Exception as exc:
         raise VerifyError(

@@ -8,8 +8,13 @@ and needs no server. Assets are written once against ``MlflowRunRecorder``
     with tracking.run():
         tracking.log_param("n_estimators", 10)
 
+A Dagster run's MLflow runs nest under one parent run created by its run worker
+(:func:`mlflow_parent_runs`, :mod:`.parent_runs`); what dead processes could not end, the
+daemon's sensor ends (:func:`mlflow_run_endings_sensor`, :mod:`.run_endings`), both from the
+ids the Dagster run recorded (:mod:`.dagster_records`).
+
 Inside: :mod:`.checks` (the input rules both apply), :mod:`.batching` (values sent
-together), :mod:`.run_endings` (runs a finished Dagster run left RUNNING),
+together),
 :mod:`.errors`, and :mod:`.from_env` (:func:`mlflow_resource_from_env`). Users import
 these names from :mod:`dagma`. Importing this package does not import mlflow: the
 tracking resource does so when a run starts.
@@ -25,8 +30,10 @@ from dagma.tracking.errors import (
     TrackingUsageError,
 )
 from dagma.tracking.from_env import mlflow_resource_from_env
+from dagma.tracking.parent_runs import mlflow_parent_runs
 from dagma.tracking.recorder import MlflowRunRecorder, RunStatus
 from dagma.tracking.resource import MlflowTrackingResource, run_tags
+from dagma.tracking.run_endings import mlflow_run_endings_sensor
 from dagma.tracking.stub import MlflowStubResource, StubRun
 
 __all__ = [
@@ -42,6 +49,8 @@ __all__ = [
     "StubRun",
     "TrackingInputError",
     "TrackingUsageError",
+    "mlflow_parent_runs",
     "mlflow_resource_from_env",
+    "mlflow_run_endings_sensor",
     "run_tags",
 ]

@@ -34,6 +34,7 @@ def mlflow_resource_for(settings: TrackingSettings) -> MlflowTrackingResource | 
         http_backoff_factor=settings.http.backoff_factor,
         http_timeout_seconds=settings.http.timeout_seconds,
         server_wait_seconds=settings.server_wait_seconds,
+        parent_runs=settings.parent_runs,
     )
 
 

@@ -26,6 +26,7 @@ from dagster import (
     AssetExecutionContext,
     ConfigurableResource,
     DagsterEventType,
+    DagsterExecutionInterruptedError,
     DagsterInvariantViolationError,
     InitResourceContext,
 )
@@ -156,13 +157,15 @@ class MlflowRunRecorder(ConfigurableResource):
 
     @contextmanager
     def run(self, context: AssetExecutionContext | None = None) -> Iterator[str]:
-        """Open a run, yield its id, and end it FINISHED, or FAILED if the block raises."""
+        """Open a run, yield its id, and end it FINISHED, or FAILED if the block raises
+        (KILLED if Dagster interrupted it: a cancel, a terminated pod)."""
         run_id = self.start_run(context)
         try:
             yield run_id
         except BaseException as error:
             if run_id in self._open_runs:
-                self._close(run_id, "FAILED", f"{type(error).__name__}: {error}")
+                status: RunStatus = "KILLED" if interrupted(error) else "FAILED"
+                self._close(run_id, status, f"{type(error).__name__}: {error}")
             raise
         if run_id in self._open_runs:
             self._close(run_id, "FINISHED", None)
@@ -236,6 +239,11 @@ def current_asset_context(context: AssetExecutionContext | None) -> AssetExecuti
             "here there is none. Pass the asset's context: start_run(context)."
         )
     return current
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is Dagster stopping the step (a cancel, SIGTERM/SIGINT), not a fault."""
+    return isinstance(error, (DagsterExecutionInterruptedError, KeyboardInterrupt))
 
 
 def failure_tags(failure: str) -> dict[str, str]:

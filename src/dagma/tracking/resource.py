@@ -2,18 +2,19 @@
 
 A materialization costs four requests to a Tracking server: create the run (with
 its tags), one ``log_batch`` of the params, metrics and tags (buffered; see
-:mod:`.batching`), the artifact upload, and ending the run. The first one in a
-process adds two: looking the experiment up, which doubles as the reachability
-check (no retries, a short timeout; a server not up yet is waited for up to
-``MLFLOW_SERVER_WAIT_SECONDS``) and is then cached for the process, and one
-search for runs that finished Dagster runs left RUNNING (:mod:`.run_endings`). The
-lookup is :mod:`dagma.mlflow_server`'s probe; each refusal raises its own error
-(:mod:`.errors`).
+:mod:`.batching`), the artifact upload, and ending the run. Inside a Dagster run with a
+parent run (:mod:`.parent_runs`), the run is created nested under it, in the experiment the
+parent's tags name: nothing else is asked. Without one, the first run in a process adds one
+request: looking the experiment up, which doubles as the reachability check (no retries, a
+short timeout; a server not up yet is waited for up to ``MLFLOW_SERVER_WAIT_SECONDS``) and
+is then cached for the process. The lookup is :mod:`dagma.mlflow_server`'s probe; each
+refusal raises its own error (:mod:`.errors`).
 
 The run is created with ``mlflow.start_run``, so it is also MLflow's active run and
 direct ``mlflow.*`` calls in the asset (autolog, ``log_model``) land in it, at no
-extra request. Unlike dagster-mlflow, the resource never searches for its own
-runs: it holds their ids.
+extra request. Unlike dagster-mlflow, the resource never searches for runs: it holds
+their ids, and writes each one in the Dagster run's log when it is created and when it
+ends (:mod:`.dagster_records`), for the daemon's sensor (:mod:`.run_endings`).
 
 Local stores (``file://``, ``sqlite://``) are written by the client itself: no
 server, no reachability check; the UI is opened with ``mlflow ui --backend-store-uri``.
@@ -33,7 +34,9 @@ from pydantic import PrivateAttr
 from dagma import local_store, mlflow_server
 from dagma.mlflow_server import Answer, Outcome
 from dagma.settings import SERVER_WAIT_VARIABLE, HttpRequestSettings, mlflow_client_variables
+from dagma.tracking import dagster_records
 from dagma.tracking.batching import LogBuffer
+from dagma.tracking.dagster_records import CHILD
 from dagma.tracking.errors import (
     MlflowHostRefusedError,
     MlflowLoginRefusedError,
@@ -42,14 +45,15 @@ from dagma.tracking.errors import (
     NotAnMlflowServerError,
 )
 from dagma.tracking.recorder import MlflowRunRecorder, RunStatus, failure_tags
-from dagma.tracking.run_endings import end_abandoned_runs
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance, DagsterRun
+    from dagster._core.log_manager import DagsterLogManager
     from mlflow import MlflowClient
 
 SUPPRESS_RUN_LINK = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch
-# Experiment ids by (tracking URI, experiment name), found once per process; the first run in
-# an experiment also ends the runs finished Dagster runs left RUNNING in it.
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # set directly: start_run(parent_run_id=) costs a runs/get
+# Experiment ids by (tracking URI, experiment name), found once per process.
 _experiment_ids: dict[tuple[str, str], str] = {}
 # (experiment id, lifecycle stage) of an experiment looked up by name
 FoundExperiment = tuple[str, str]
@@ -73,6 +77,7 @@ def run_tags(context: AssetExecutionContext, dagster_ui_url: str | None) -> dict
     tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.asset_key": context.asset_key.to_user_string(),
+        "dagster.step_key": context.get_step_execution_context().step.key,
     }
     if context.has_partition_key:
         tags["dagster.partition_key"] = context.partition_key
@@ -96,6 +101,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
     # How long that first request keeps trying a server that does not answer (connection refused
     # or no answer; never an HTTP error): 0 fails at once. See MLFLOW_SERVER_WAIT_SECONDS.
     server_wait_seconds: int = 0
+    # One MLflow parent run per Dagster run, the steps' runs nested under it (MLFLOW_PARENT_RUNS);
+    # takes effect where the Definitions use mlflow_parent_runs(...) as their executor.
+    parent_runs: bool = True
     # MLflow's client retries for every later request (see dagma.settings): applied while the
     # resource runs where the environment leaves MLFLOW_HTTP_REQUEST_* unset.
     http_max_retries: int = HttpRequestSettings().max_retries
@@ -105,6 +113,10 @@ class MlflowTrackingResource(MlflowRunRecorder):
     _client: MlflowClient | None = PrivateAttr(default=None)
     _buffers: dict[str, LogBuffer] = PrivateAttr(default_factory=dict)
     _artifact_uris: dict[str, str] = PrivateAttr(default_factory=dict)
+    # Where each open run is written down on the Dagster side (instance, run, step key).
+    _dagster_sides: dict[str, tuple[DagsterInstance, DagsterRun, str | None]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @contextmanager
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[Self]:
@@ -113,31 +125,53 @@ class MlflowTrackingResource(MlflowRunRecorder):
         MLflow reads ``MLFLOW_HTTP_REQUEST_*`` from the environment at every request and
         has no per-client setting: the unset ones are filled in, and removed afterwards.
         """
-        bounds = HttpRequestSettings(
+        with self._bounds(), super().yield_for_execution(context) as resource:
+            yield resource
+
+    @contextmanager
+    def bounded_client(self, bounds: HttpRequestSettings | None = None) -> Iterator[MlflowClient]:
+        """MLflow's client for this server, outside any asset (the run worker's parent run,
+        the daemon's sensor), with the resource's retry bounds for the block, or ``bounds``."""
+        with self._bounds(bounds), _no_run_link_print():  # set_terminated's runs/get
+            yield self._mlflow_client()
+
+    def _bounds(self, bounds: HttpRequestSettings | None = None) -> AbstractContextManager[None]:
+        if bounds is not None:  # the caller's own, over the user's: it has a deadline to keep
+            return mlflow_client_variables(bounds.as_env(), replace=True)
+        return mlflow_client_variables(HttpRequestSettings(
             max_retries=self.http_max_retries,
             backoff_factor=self.http_backoff_factor,
             timeout_seconds=self.http_timeout_seconds,
-        )
-        with (
-            mlflow_client_variables(bounds.as_env()),
-            super().yield_for_execution(context) as resource,
-        ):
-            yield resource
+        ).as_env())  # fmt: skip
+
+    def experiment_id(self, log: DagsterLogManager) -> str:
+        """The experiment's id (created if missing), looked up once per process."""
+        key = (self.tracking_uri, self.experiment)
+        if key not in _experiment_ids:
+            _experiment_ids[key] = self._find_or_create_experiment(log)
+        return _experiment_ids[key]
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page in the MLflow UI, None for a local store without MLFLOW_UI_URL."""
+        ui_base = self.mlflow_ui_url or (None if self.local_store else self.tracking_uri)
+        return f"{ui_base}/#/experiments/{experiment_id}/runs/{run_id}" if ui_base else None
 
     def _start(self, context: AssetExecutionContext) -> str:
         mlflow = import_mlflow()
-        key = (self.tracking_uri, self.experiment)
-        experiment_id = _experiment_ids.get(key)
-        if experiment_id is None:  # the first run in this experiment in this process
-            experiment_id = self._find_or_create_experiment(context)
-            self._end_abandoned_runs(context, experiment_id)
-            _experiment_ids[key] = experiment_id
+        tags = run_tags(context, self.dagster_ui_url)
+        # The run worker wrote the parent on the Dagster run before this step started.
+        parent = dagster_records.recorded_parent(context.instance, context.run.run_id)
+        if parent is not None and mlflow.active_run() is None:
+            experiment_id = parent.experiment_id
+            tags[PARENT_RUN_ID_TAG] = parent.run_id
+        else:
+            experiment_id = self.experiment_id(context.log)
         mlflow.set_tracking_uri(self.tracking_uri)
         # Created through the fluent API so it is MLflow's active run too (no extra request).
         active = mlflow.start_run(
             experiment_id=experiment_id,
             run_name=context.asset_key.to_user_string(),
-            tags=run_tags(context, self.dagster_ui_url),
+            tags=tags,
             nested=mlflow.active_run() is not None,
         )
         run_id = active.info.run_id
@@ -216,6 +250,12 @@ class MlflowTrackingResource(MlflowRunRecorder):
                 mlflow.end_run(status)
             else:  # someone ended or nested MLflow's active run: end ours by id
                 self._mlflow_client().set_terminated(run_id, status)
+        dagster_side = self._dagster_sides.pop(run_id, None)
+        if dagster_side is not None:
+            instance, dagster_run, step_key = dagster_side
+            dagster_records.record_ended(
+                instance, dagster_run, step_key, run_id, CHILD, status, "by its step"
+            )
 
     def _flush_if_full(self, run_id: str) -> None:
         if self._buffers[run_id].full:
@@ -224,10 +264,9 @@ class MlflowTrackingResource(MlflowRunRecorder):
     def _announce(self, context: AssetExecutionContext, run_id: str, experiment_id: str) -> None:
         """Materialization metadata and a log line that say where the run is and how to see it."""
         metadata: dict[str, Any] = {"mlflow_run_id": run_id, "mlflow_experiment": self.experiment}
-        ui_base = self.mlflow_ui_url or (None if self.local_store else self.tracking_uri)
+        url = self.run_url(experiment_id, run_id)
         where = f"MLflow run {run_id} in experiment {self.experiment!r}"
-        if ui_base:
-            url = f"{ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+        if url:
             metadata["mlflow_run_url"] = MetadataValue.url(url)
             message = f"{where}: {url}"
         else:
@@ -238,6 +277,10 @@ class MlflowTrackingResource(MlflowRunRecorder):
             message = f"{where} (local store {self.tracking_uri}); open the UI with `{command}`"
         context.add_asset_metadata(metadata, asset_key=context.asset_key)
         context.log.info(message)
+        # Written down in the Dagster run, for the sensor that ends it if this process cannot.
+        step_key = context.get_step_execution_context().step.key
+        dagster_records.record_started(context.instance, context.run, step_key, run_id, url)
+        self._dagster_sides[run_id] = (context.instance, context.run, step_key)
 
     @property
     def local_store(self) -> bool:
@@ -249,26 +292,13 @@ class MlflowTrackingResource(MlflowRunRecorder):
             self._client = import_mlflow().MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
-    def _end_abandoned_runs(self, context: AssetExecutionContext, experiment_id: str) -> None:
-        """End the runs finished Dagster runs left RUNNING (with the experiment's lookup)."""
-        try:
-            ended = end_abandoned_runs(self._mlflow_client(), context.instance, experiment_id)
-        except Exception as error:  # housekeeping: the next process tries again
-            context.log.warning(f"Could not look for abandoned MLflow runs: {error}")
-            return
-        if ended:
-            context.log.warning(
-                f"Ended {len(ended)} MLflow run(s) of experiment {self.experiment!r} FAILED that "
-                f"finished Dagster runs had left RUNNING: {', '.join(ended)}"
-            )
-
     # -- the experiment ----------------------------------------------------------
 
-    def _find_or_create_experiment(self, context: AssetExecutionContext) -> str:
+    def _find_or_create_experiment(self, log: DagsterLogManager) -> str:
         """The experiment's id, created when it does not exist; refused when it is deleted."""
         from mlflow.exceptions import MlflowException
 
-        found = self._look_up_experiment(context)
+        found = self._look_up_experiment(log)
         if found is not None:
             experiment_id, lifecycle_stage = found
             if lifecycle_stage == "deleted":
@@ -287,7 +317,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
                 raise
             return experiment.experiment_id
 
-    def _look_up_experiment(self, context: AssetExecutionContext) -> FoundExperiment | None:
+    def _look_up_experiment(self, log: DagsterLogManager) -> FoundExperiment | None:
         if local_store.is_sqlite(self.tracking_uri):
             # Creates the database (and its Default experiment) on first use, artifacts beside it.
             store = local_store.open_sqlite_store(self.tracking_uri)
@@ -295,7 +325,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
         elif self.local_store:
             experiment = self._mlflow_client().get_experiment_by_name(self.experiment)
         else:
-            return self._server_experiment(context)
+            return self._server_experiment(log)
         if experiment is None:
             return None
         return experiment.experiment_id, experiment.lifecycle_stage
@@ -307,7 +337,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
             )
         return self._mlflow_client().create_experiment(self.experiment)
 
-    def _server_experiment(self, context: AssetExecutionContext) -> FoundExperiment | None:
+    def _server_experiment(self, log: DagsterLogManager) -> FoundExperiment | None:
         """Look the experiment up at the server, failing in seconds with the fix when it
         cannot be used.
 
@@ -319,7 +349,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
         import_mlflow()  # the probe goes through MLflow's http_request: say how to install it
 
         def waiting(first: Answer) -> None:
-            context.log.warning(
+            log.warning(
                 f"{self._where} not answering yet ({first.reason}); waiting up to "
                 f"{self.server_wait_seconds} s ({SERVER_WAIT_VARIABLE})"
             )
@@ -332,7 +362,7 @@ class MlflowTrackingResource(MlflowRunRecorder):
             on_wait=waiting,
         )
         if answer.waited_seconds is not None and answer.outcome is not Outcome.NO_ANSWER:
-            context.log.info(f"{self._where} answered after {answer.waited_seconds:.0f} s")
+            log.info(f"{self._where} answered after {answer.waited_seconds:.0f} s")
         if answer.outcome is Outcome.FOUND:
             assert answer.experiment is not None
             return answer.experiment["experiment_id"], answer.experiment.get(
