@@ -13,7 +13,9 @@ same logging in one asset (see :mod:`benchmarks.contenders`):
 - cold start: ``import dagma.definitions`` (tracking on) vs ``import dagster``;
 - how long an unreachable server takes to fail: dagma vs MLflow's default policy;
 - dagma against a server with MLflow's basic auth and one without: requests and wall time
-  per materialization (:mod:`benchmarks.auth`).
+  per materialization (:mod:`benchmarks.auth`);
+- requests per Dagster run of three steps, by endpoint: dagma's parent and nested runs
+  against dagster-mlflow's grouping, in process and multiprocess (:mod:`benchmarks.parent_runs`).
 
 ``python -m benchmarks`` writes ``benchmarks/results.json`` and prints a table;
 ``--smoke`` runs every part once on a small loop (for the test suite).
@@ -36,7 +38,7 @@ DEFAULT_POLICY_LIMIT_SECONDS = 30
 # Telemetry would reach outside this machine; the benchmark talks to 127.0.0.1 only.
 os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
 
-from benchmarks import auth, cold_start  # noqa: E402
+from benchmarks import auth, cold_start, parent_runs  # noqa: E402
 from benchmarks.contenders import (  # noqa: E402
     CONTENDERS,
     EXPERIMENT,
@@ -186,6 +188,8 @@ def run(smoke: bool, output: Path, tracking_uri: str | None = None) -> dict:
         results["metric_loop"] = metric_loop(server.url, loop_points, loop_repeats)
         print("==> cold start (fresh interpreters)", flush=True)
         results["cold_start"] = cold_start.measure(1 if smoke else 5)
+        print("==> requests per Dagster run of three steps (fresh processes)", flush=True)
+        results["parent_runs"] = parent_runs.measure(server.url, 1 if smoke else 3)
         print("==> failing against a closed port", flush=True)
         results["unreachable_failure_seconds"] = unreachable_failure(
             3 if smoke else DEFAULT_POLICY_LIMIT_SECONDS
@@ -245,6 +249,8 @@ def table(results: dict) -> str:
         f"{_ms(basic['seconds']['on'])} / {_ms(basic['seconds']['off'])} = "
         f"{basic['on_over_off']:.2f}×",
     ]  # fmt: skip
+    if "parent_runs" in results:
+        rows += ["", *parent_runs.table(results["parent_runs"])]
     endpoints = sorted({e for n in names for w in ("first", "later") for e in req[n][w]})
     rows += [
         "",
