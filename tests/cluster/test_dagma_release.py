@@ -31,7 +31,7 @@ from mlflow.entities import Run
 from playwright.sync_api import BrowserContext
 from support.browser import loopback_chromium, save_screenshot
 from support.example_runs import example_run_filter
-from support.release import USER_CODE
+from support.release import REPOSITORY, USER_CODE
 from support.release_install import Release, describe, helm, installed_release
 from support.release_records import first_event_times, run_pod_times, run_start_figures
 from support.release_ui import (
@@ -106,8 +106,9 @@ def materialized(
     graphql = _graphql(uis[DAGSTER_UI])
     submitted, began = time.time(), time.monotonic()
     run_id = graphql.submit_job_execution(
-        "__ASSET_JOB", repository_location_name=USER_CODE, asset_selection=[AssetKey(ASSET)]
-    )
+        "__ASSET_JOB", repository_location_name=USER_CODE, repository_name=REPOSITORY,
+        asset_selection=[AssetKey(ASSET)],
+    )  # fmt: skip
 
     def finished() -> str | None:
         status = graphql.get_run_status(run_id).value

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 USER_CODE = "dagma-user-code"
 TRAINING_CODE = "dagma-training"
+# The repository of a code location built from Definitions. Each location has its own
+# implicit __ASSET_JOB, so a launch of it names the location and this repository.
+REPOSITORY = "__repository__"
 NO_TELEMETRY = [
     {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
     {"name": "DO_NOT_TRACK", "value": "true"},

@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 
 from localcluster.components import Layout
 from support.dagster_manifests import webserver_name
-from support.release import USER_CODE
+from support.release import REPOSITORY, USER_CODE
 from support.release_install import Release, describe
 from support.workloads import port_forward, wait_for
 
@@ -102,7 +102,8 @@ class Webserver:
     def submit(self) -> str:
         """Materialize train_model_stub as a user does (the implicit asset job); its run id."""
         return self.call(lambda graphql: graphql.submit_job_execution(
-            "__ASSET_JOB", repository_location_name=USER_CODE, asset_selection=[AssetKey(ASSET)]
+            "__ASSET_JOB", repository_location_name=USER_CODE, repository_name=REPOSITORY,
+            asset_selection=[AssetKey(ASSET)],
         ))  # fmt: skip
 
     def status(self, run_id: str) -> str:

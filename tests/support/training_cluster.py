@@ -16,7 +16,7 @@ from kubernetes import client
 from mlflow.entities import Run
 
 from dagma.examples.training import contract
-from support.release import TRAINING_CODE
+from support.release import REPOSITORY, TRAINING_CODE
 from support.release_records import Webserver
 
 STEP_EVENTS_QUERY = """
@@ -49,7 +49,7 @@ class StepTimes:
 def launch_training(web: Webserver, day: str) -> str:
     """Launch ``training_pipeline_k8s`` for ``day`` in the training code location; its run id."""
     return web.call(lambda graphql: graphql.submit_job_execution(
-        contract.K8S_JOB, repository_location_name=TRAINING_CODE,
+        contract.K8S_JOB, repository_location_name=TRAINING_CODE, repository_name=REPOSITORY,
         tags={"dagster/partition": day},
     ))  # fmt: skip
 
