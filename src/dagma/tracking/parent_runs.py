@@ -43,6 +43,7 @@ from dagster._core.executor.init import InitExecutorContext
 
 from dagma.tracking import dagster_records
 from dagma.tracking.dagster_records import PARENT, RecordedParent
+from dagma.tracking.errors import MlflowServerError
 from dagma.tracking.recorder import NOTE_TAG, MlflowRunRecorder
 
 if TYPE_CHECKING:
@@ -106,7 +107,14 @@ class ParentRunExecutor(Executor):
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
         instance, dagster_run = plan_context.instance, plan_context.dagster_run
-        parent = self._parent_of_this_run(plan_context, execution_plan)
+        try:
+            parent = self._parent_of_this_run(plan_context, execution_plan)
+        except MlflowServerError as error:
+            # The steps still run, each materialization a run of its own: a step that
+            # tracks fails with this same message, one that does not is not held back.
+            plan_context.log.warning(f"No MLflow parent run for this Dagster run. {error}")
+            yield from self.inner.execute(plan_context, execution_plan)
+            return
         failed = False
         try:
             for event in self.inner.execute(plan_context, execution_plan):
