@@ -80,6 +80,7 @@ def test_tracking_configmap_carries_the_mlflow_settings() -> None:
         "MLFLOW_USE_TRACKING": "true",
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MLFLOW_EXPERIMENT": "Default",
+        "MLFLOW_PARENT_RUNS": "true",
         # MLflow's client reads these: a dead server fails a run in about 2 minutes, not 8.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
@@ -87,6 +88,12 @@ def test_tracking_configmap_carries_the_mlflow_settings() -> None:
         # A run started while the MLflow pod restarts (11-16 s) waits for it.
         "MLFLOW_SERVER_WAIT_SECONDS": "60",
     }
+
+
+def test_parent_runs_can_be_switched_off() -> None:
+    rendered = render_umbrella({"tracking": {"parentRuns": False}})
+    data = rendered.one("ConfigMap", "dagma-mlflow-env")["data"]
+    assert data["MLFLOW_PARENT_RUNS"] == "false"
 
 
 def test_tracking_uri_follows_the_mlflow_service_value() -> None:

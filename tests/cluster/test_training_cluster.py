@@ -32,8 +32,10 @@ from support.release_install import Release, describe, installed_release
 from support.release_records import webserver
 from support.training_cluster import (
     StepTimes,
+    dagster_run_tags,
     first_times,
     launch_training,
+    mlflow_runs_of,
     run_events,
     run_pods,
     step_pods_by_step,
@@ -112,16 +114,15 @@ def tracking_uri(layout: Layout, release: Release) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def tracked(launched: Launched, tracking_uri: str) -> dict[str, Run]:
-    """The MLflow runs of the Dagster run, by the asset that recorded each."""
-    tracking = MlflowClient(tracking_uri)
-    found = tracking.search_runs(
-        [e.experiment_id for e in tracking.search_experiments()],
-        filter_string=f"tags.`dagster.run_id` = '{launched.run_id}'",
-    )
-    by_asset = {run.data.tags["dagster.asset_key"]: run for run in found}
-    assert len(by_asset) == len(found), [r.data.tags for r in found]
-    return by_asset
+def mlflow_runs(launched: Launched, tracking_uri: str) -> tuple[Run | None, dict[str, Run]]:
+    """The MLflow parent of the Dagster run, and its children by the asset of each."""
+    return mlflow_runs_of(MlflowClient(tracking_uri), launched.run_id)
+
+
+@pytest.fixture(scope="module")
+def tracked(mlflow_runs: tuple[Run | None, dict[str, Run]]) -> dict[str, Run]:
+    """The MLflow runs the steps recorded, by the asset that recorded each."""
+    return mlflow_runs[1]
 
 
 def _env_sources(pod: client.V1Pod) -> set[str]:
@@ -162,7 +163,7 @@ def test_each_step_pod_recorded_its_own_mlflow_run(
     launched: Launched, tracked: dict[str, Run]
 ) -> None:
     """trained_model and scored_visits each recorded one MLflow run, tagged with the Dagster
-    run, the asset, the day and the training code location, and named by its ``host`` tag
+    run, the asset, the day and the training code location, and named by its ``dagster.host`` tag
     as the pod that ran that step; the files went through the server's proxy."""
     assert set(tracked) == set(MLFLOW_ASSETS)
     for asset, run in tracked.items():
@@ -174,6 +175,34 @@ def test_each_step_pod_recorded_its_own_mlflow_run(
         )  # fmt: skip
         assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
     assert len({run.data.tags[contract.HOST_TAG] for run in tracked.values()}) == 2
+
+
+def test_one_mlflow_parent_run_groups_the_runs_of_the_step_pods(
+    launched: Launched,
+    mlflow_runs: tuple[Run | None, dict[str, Run]],
+    layout: Layout,
+    release: Release,
+) -> None:
+    """The run pod created one parent before any step; each step pod read its id from the
+    Dagster run and nested its run under it; the Dagster run links to it."""
+    parent, children = mlflow_runs
+    assert parent is not None, "no MLflow parent run"
+    tags = parent.data.tags
+    assert parent.info.status == "FINISHED"
+    assert (tags["dagster.run_id"], parent.info.run_name) == (launched.run_id, contract.K8S_JOB)
+    assert tags["dagster.code_location"] == TRAINING_CODE
+    for step in launched.steps:  # the note lists every step, the check's included
+        assert f"`{step}`" in tags["mlflow.note.content"], (step, tags["mlflow.note.content"])
+    [run_pod] = launched.run_pods  # each run names the pod that recorded it
+    assert tags["dagster.host"] == run_pod.metadata.name
+    for asset, child in children.items():
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id, asset
+        assert child.data.tags["dagster.step_key"] == asset
+        assert child.data.tags["dagster.host"] == launched.step_pods[asset].metadata.name
+    with webserver(layout, release) as web:
+        dagster_tags = dagster_run_tags(web, launched.run_id)
+    assert dagster_tags["dagma/mlflow_parent_run_id"] == parent.info.run_id
+    assert dagster_tags["dagma/mlflow_parent_run_url"].endswith(f"/runs/{parent.info.run_id}")
 
 
 def test_the_model_was_registered_from_the_training_pod_and_became_the_champion(
@@ -229,3 +258,53 @@ def test_where_the_pipeline_wall_time_went(
                         f"pod start {times.pod_start_seconds:.1f} s, "
                         f"step {times.step_seconds:.1f} s")  # fmt: skip
     assert sum(shares.values()) == pytest.approx(launched.wall_seconds)
+
+
+# Boosting stages enough that trained_model's MLflow run stays open for seconds.
+LONG_TRAINING = {"n_estimators": 1000, "max_depth": 8, "learning_rate": 0.01}
+ENDED_WITHIN_S = 60  # the issue's bound: Dagster run ended -> no MLflow run RUNNING
+
+
+@pytest.mark.parametrize("grace_seconds", [None, 0], ids=["deleted", "force-deleted"])
+def test_a_step_pod_deleted_mid_step_fails_its_run_and_the_parent_within_60_s(
+    layout: Layout, core: client.CoreV1Api, release: Release, tracking_uri: str,
+    launched: Launched, cluster_measure, grace_seconds: int | None,
+) -> None:  # fmt: skip
+    """trained_model's pod deleted while its MLflow run is open, as ``kubectl delete pod``
+    does (SIGTERM, then the grace period) and forced (``--grace-period=0``: killed at once,
+    as the kernel's OOM killer does, so the step's process ends nothing itself): the step
+    fails, the Dagster run fails, and its MLflow child and parent end FAILED (never KILLED:
+    nobody canceled it) within 60 s of the Dagster run's end, with the reason."""
+    tracking = MlflowClient(tracking_uri)
+    with webserver(layout, release) as web:
+        run_id = launch_training(web, contract.FIRST_DAY, LONG_TRAINING)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while True:  # polled often: the run is open for a few seconds
+            assert time.monotonic() < deadline, describe(layout, release.namespace)
+            _, children = mlflow_runs_of(tracking, run_id)
+            training = children.get(contract.TRAINED_MODEL)
+            if training is not None and training.info.status == "RUNNING":
+                break
+            assert web.status(run_id) not in ("SUCCESS", "FAILURE", "CANCELED"), run_id
+            time.sleep(0.2)
+        pod = training.data.tags["dagster.host"]  # dagma's tag, set when the run is created
+        core.delete_namespaced_pod(pod, release.namespace, grace_period_seconds=grace_seconds)
+        assert web.wait_finished(run_id, RUN_TIMEOUT_S) == "FAILURE"
+        run_ended = first_times(run_events(web, run_id))["RUN_FAILURE"]
+
+    def all_ended() -> tuple[Run, dict[str, Run]] | None:
+        parent, children = mlflow_runs_of(tracking, run_id)
+        runs = [parent, *children.values()]
+        return (parent, children) if parent and all(r.info.end_time for r in runs) else None
+
+    parent, children = wait_for("the MLflow runs ended", all_ended, ENDED_WITHIN_S + 30)
+    child = children[contract.TRAINED_MODEL]
+    last_end = max(run.info.end_time for run in (parent, *children.values())) / 1000
+    how = "force-deleted" if grace_seconds == 0 else "deleted"
+    cluster_measure(f"training_pipeline_k8s: step pod {how}, Dagster run ended -> last MLflow "
+                    "run ended", f"{last_end - run_ended:.1f} s")  # fmt: skip
+    assert last_end - run_ended <= ENDED_WITHIN_S
+    assert (child.info.status, parent.info.status) == ("FAILED", "FAILED")
+    assert "dagster.failure" in child.data.tags, child.data.tags
+    assert contract.TRAINED_MODEL in parent.data.tags["dagster.failure"], parent.data.tags
+    assert set(children) == {contract.TRAINED_MODEL}  # nothing ran after it

@@ -20,13 +20,17 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster_graphql import DagsterGraphQLClient
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Locator, expect
 from support import mlflow_servers, soak
+from support.browser import loopback_chromium, save_screenshot
 from support.dagster_local import command_env, dagster_dev, location_statuses, write_workspace
 
 from benchmarks.http_count import RecordingProxy, recording_proxy
@@ -37,6 +41,7 @@ from dagma.tracking.parent_runs import RETRIED_BY_TAG, RETRY_OF_TAG
 LOCATION = Path(__file__).parent / "locations" / "steps.py"
 EXPERIMENT = f"steps-{uuid.uuid4().hex[:8]}"
 ENDED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+UI_TIMEOUT_MS = 60_000
 ENDING_BOUND_SECONDS = 60  # the issue's bound: every MLflow run ended this soon after Dagster
 TRIES = soak.count(2, 5)  # of each fault whose ending the sensor (or a cancel) decides
 INSTANCE = """
@@ -188,6 +193,43 @@ def test_three_steps_give_one_parent_and_three_nested_children_at_the_request_fl
     assert requests["POST runs/create"] == 4
 
 
+def test_mlflow_ui_shows_the_steps_nested_under_the_parent(stack: Stack) -> None:
+    """In Chromium: the experiment's runs, filtered to one Dagster run, show one parent row
+    whose expander reveals the three steps' runs; the parent's page shows its note."""
+    run_id = launch(stack, "three_steps")
+    assert wait_for_dagster(stack, run_id) == DagsterRunStatus.SUCCESS
+    parent, children = parent_and_children(settled(stack, run_id, "success"))
+    runs_url = f"{stack.server.url}/#/experiments/{parent.info.experiment_id}/runs"
+    only_this_run = quote(f"tags.`dagster.run_id` = '{run_id}'")
+    with loopback_chromium(UI_TIMEOUT_MS) as context:
+        page = context.new_page()
+        page.set_viewport_size({"width": 1400, "height": 800})
+        page.goto(f"{runs_url}?searchFilter={only_this_run}")
+        with suppress(PlaywrightError):  # MLflow's assistant panel, when it opens itself
+            page.get_by_role("button", name="Close").click(timeout=5000)
+
+        def row(name: str) -> Locator:  # the table's row whose run-name link is ``name``
+            link = page.get_by_role("link", name=name, exact=True)
+            return page.get_by_role("row").filter(has=link)
+
+        expect(row(parent.info.run_name)).to_have_count(1)
+        for child in children:  # collapsed: only the parent is listed
+            expect(row(child.info.run_name)).to_have_count(0)
+        # The parent row's expander.
+        row(parent.info.run_name).locator(
+            'button[data-component-id*="runnamecellrenderer"]'
+        ).click()
+        for child in children:
+            expect(row(child.info.run_name)).to_have_count(1)
+        save_screenshot(page, "mlflow-nested-runs", docs=True)
+        page.goto(f"{runs_url}/{parent.info.run_id}")
+        for child in children:  # the note lists the steps by their Dagster step keys
+            step = child.data.tags["dagster.step_key"]
+            expect(page.get_by_text(step, exact=True).first).to_be_visible()
+        expect(page.get_by_text(f"Dagster run {run_id}", exact=False).first).to_be_visible()
+        save_screenshot(page, "mlflow-parent-run", docs=True)
+
+
 def test_eight_parallel_steps_share_exactly_one_parent(stack: Stack) -> None:
     run_id = launch(stack, "eight_parallel")
     assert wait_for_dagster(stack, run_id) == DagsterRunStatus.SUCCESS
@@ -205,6 +247,10 @@ def test_an_asset_that_raises_fails_its_run_and_the_parent_with_the_reason(stack
     assert child.info.status == "FAILED"
     assert "ValueError: the features have NaNs" in child.data.tags["dagster.failure"]
     assert parent.info.status == "FAILED"
+    # The parent says which step failed, and its note still lists the steps.
+    step = child.data.tags["dagster.step_key"]
+    assert f"step(s) {step} failed" in parent.data.tags["dagster.failure"]
+    assert f"`{step}`" in parent.data.tags["mlflow.note.content"].split("Failed in Dagster")[0]
 
 
 def test_an_asset_past_its_memory_limit_fails_with_the_reason(stack: Stack) -> None:

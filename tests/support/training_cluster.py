@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubernetes import client
+from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from dagma.examples.training import contract
@@ -46,12 +47,40 @@ class StepTimes:
         return self.end - self.start
 
 
-def launch_training(web: Webserver, day: str) -> str:
-    """Launch ``training_pipeline_k8s`` for ``day`` in the training code location; its run id."""
+RUN_TAGS_QUERY = """
+query Tags($runId: ID!) { runOrError(runId: $runId) { __typename
+  ... on Run { tags { key value } } ... on PythonError { message } } }
+"""
+
+
+def launch_training(web: Webserver, day: str, model_config: dict | None = None) -> str:
+    """Launch ``training_pipeline_k8s`` for ``day`` in the training code location, with
+    ``model_config`` as trained_model's config; its run id."""
     return web.call(lambda graphql: graphql.submit_job_execution(
         contract.K8S_JOB, repository_location_name=TRAINING_CODE, repository_name=REPOSITORY,
-        tags={"dagster/partition": day},
+        run_config=contract.run_config(model_config), tags={"dagster/partition": day},
     ))  # fmt: skip
+
+
+def dagster_run_tags(web: Webserver, run_id: str) -> dict[str, str]:
+    """The Dagster run's tags, as its page shows them."""
+    answer = web.query(RUN_TAGS_QUERY, {"runId": run_id})["runOrError"]
+    assert answer["__typename"] == "Run", answer
+    return {tag["key"]: tag["value"] for tag in answer["tags"]}
+
+
+def mlflow_runs_of(tracking: MlflowClient, run_id: str) -> tuple[Run | None, dict[str, Run]]:
+    """The Dagster run's MLflow parent (None before it exists) and its children by asset."""
+    found = tracking.search_runs(
+        [e.experiment_id for e in tracking.search_experiments()],
+        filter_string=f"tags.`dagster.run_id` = '{run_id}'",
+    )
+    parents = [run for run in found if "dagster.asset_key" not in run.data.tags]
+    children = {run.data.tags["dagster.asset_key"]: run for run in found if run not in parents}
+    assert len(parents) <= 1 and len(children) + len(parents) == len(found), [
+        run.data.tags for run in found
+    ]  # fmt: skip
+    return (parents[0] if parents else None), children
 
 
 def run_events(web: Webserver, run_id: str) -> list[dict]:

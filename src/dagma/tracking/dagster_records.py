@@ -18,8 +18,9 @@ The event log is append-only, so parallel steps never overwrite each other's rec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, MetadataValue
 from dagster._core.events import EngineEventData
 
 PARENT_RUN_TAG = "dagma/mlflow_parent_run_id"
@@ -48,6 +49,19 @@ class RecordedRun:
     role: str
     step_key: str | None
     ended: str | None = None  # the MLflow status recorded at its end
+
+
+def interrupted_status(
+    instance: DagsterInstance, dagster_run_id: str
+) -> Literal["FAILED", "KILLED"]:
+    """The MLflow status of a run whose process Dagster interrupted: KILLED when the Dagster
+    run is being canceled, FAILED otherwise (its pod deleted, its node drained)."""
+    try:
+        run = instance.get_run_by_id(dagster_run_id)
+    except Exception:  # the instance unreachable mid-interrupt: it was stopped, say so
+        return "KILLED"
+    canceled = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+    return "KILLED" if run is None or run.status in canceled else "FAILED"
 
 
 def recorded_parent(instance: DagsterInstance, dagster_run_id: str) -> RecordedParent | None:

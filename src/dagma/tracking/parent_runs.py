@@ -23,6 +23,7 @@ own, linked both ways to the parent of the run it retries.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,7 @@ from dagster._core.executor.init import InitExecutorContext
 from dagma.tracking import dagster_records
 from dagma.tracking.dagster_records import PARENT, RecordedParent
 from dagma.tracking.errors import MlflowServerError
-from dagma.tracking.recorder import NOTE_TAG, MlflowRunRecorder
+from dagma.tracking.recorder import HOST_TAG, NOTE_TAG, MlflowRunRecorder, failure_tags
 
 if TYPE_CHECKING:
     from dagma.tracking.resource import MlflowTrackingResource
@@ -115,27 +116,47 @@ class ParentRunExecutor(Executor):
             plan_context.log.warning(f"No MLflow parent run for this Dagster run. {error}")
             yield from self.inner.execute(plan_context, execution_plan)
             return
-        failed = False
+        failed: list[str] = []
         try:
             for event in self.inner.execute(plan_context, execution_plan):
-                failed = failed or event.event_type == DagsterEventType.STEP_FAILURE
+                if event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
+                    failed.append(event.step_key)
                 yield event
-        except (DagsterExecutionInterruptedError, KeyboardInterrupt):
-            self._end(plan_context, parent, "KILLED")  # a cancel, or the pod terminated
+        except (DagsterExecutionInterruptedError, KeyboardInterrupt) as error:
+            # KILLED for a cancel, FAILED for anything else that stops it (its pod deleted).
+            status = dagster_records.interrupted_status(instance, dagster_run.run_id)
+            why = f"the run worker was interrupted ({type(error).__name__})"
+            self._end(plan_context, execution_plan, parent, status, why)
             raise
         # A crash of the run worker never gets here: the daemon's sensor ends the parent then.
         canceled = instance.get_run_by_id(dagster_run.run_id)
         if canceled is not None and canceled.status in CANCELING:
-            self._end(plan_context, parent, "KILLED")
+            self._end(plan_context, execution_plan, parent, "KILLED", "the run was canceled")
+        elif failed:
+            why = f"step(s) {', '.join(failed)} failed"
+            self._end(plan_context, execution_plan, parent, "FAILED", why)
         else:
-            self._end(plan_context, parent, "FAILED" if failed else "FINISHED")
+            self._end(plan_context, execution_plan, parent, "FINISHED")
 
     def _end(
-        self, plan_context: PlanOrchestrationContext, parent: RecordedParent, status: str
+        self,
+        plan_context: PlanOrchestrationContext,
+        execution_plan: ExecutionPlan,
+        parent: RecordedParent,
+        status: str,
+        why: str | None = None,
     ) -> None:
-        """End the parent; if MLflow cannot be reached, the sensor ends it when it can."""
+        """End the parent, saying ``why`` unless FINISHED; if MLflow cannot be reached, the
+        sensor ends it when it can."""
+        from mlflow.entities import RunTag
+
+        dagster_run = plan_context.dagster_run
         try:
             with self.tracking.bounded_client() as client:
+                if why is not None:
+                    note = _note(dagster_run, execution_plan.step_keys_to_execute)
+                    tags = failure_tags(f"Dagster run {dagster_run.run_id}: {why}", note)
+                    client.log_batch(parent.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
                 client.set_terminated(parent.run_id, status)
         except Exception as error:
             plan_context.log.warning(
@@ -199,6 +220,7 @@ class ParentRunExecutor(Executor):
         tags.update({
             "dagster.run_id": dagster_run.run_id,
             "dagster.job_name": dagster_run.job_name,
+            HOST_TAG: socket.gethostname(),  # the run worker's machine, on Kubernetes its pod
             RUN_NAME_TAG: _run_name(dagster_run),
             NOTE_TAG: _note(dagster_run, execution_plan.step_keys_to_execute),
         })  # fmt: skip

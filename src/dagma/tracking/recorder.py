@@ -40,6 +40,7 @@ from dagma.tracking.checks import (
     check_step,
     check_value,
 )
+from dagma.tracking.dagster_records import interrupted_status
 from dagma.tracking.errors import TrackingInputError, TrackingUsageError
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
@@ -47,6 +48,8 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 
 FAILURE_TAG = "dagster.failure"
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+# The machine that ran the step or run worker; on Kubernetes its pod (a pod's host name).
+HOST_TAG = "dagster.host"
 MAX_FAILURE_TEXT = 4000
 
 
@@ -158,13 +161,18 @@ class MlflowRunRecorder(ConfigurableResource):
     @contextmanager
     def run(self, context: AssetExecutionContext | None = None) -> Iterator[str]:
         """Open a run, yield its id, and end it FINISHED, or FAILED if the block raises
-        (KILLED if Dagster interrupted it: a cancel, a terminated pod)."""
+        (KILLED if Dagster interrupted it for a cancel; FAILED if for anything else, such as
+        its pod deleted)."""
         run_id = self.start_run(context)
         try:
             yield run_id
         except BaseException as error:
             if run_id in self._open_runs:
-                status: RunStatus = "KILLED" if interrupted(error) else "FAILED"
+                status: RunStatus = "FAILED"
+                if interrupted(error) and context is None:
+                    status = "KILLED"
+                elif interrupted(error):
+                    status = interrupted_status(context.instance, context.run.run_id)
                 self._close(run_id, status, f"{type(error).__name__}: {error}")
             raise
         if run_id in self._open_runs:
@@ -246,10 +254,12 @@ def interrupted(error: BaseException) -> bool:
     return isinstance(error, (DagsterExecutionInterruptedError, KeyboardInterrupt))
 
 
-def failure_tags(failure: str) -> dict[str, str]:
-    """Why a run failed, as a tag and as the run's note (its description in the MLflow UI)."""
+def failure_tags(failure: str, note: str | None = None) -> dict[str, str]:
+    """Why a run failed, as a tag and as the run's note (its description in the MLflow UI),
+    after the run's own ``note`` if it has one (a parent's list of steps)."""
     text = failure if len(failure) <= MAX_FAILURE_TEXT else failure[:MAX_FAILURE_TEXT] + " ..."
-    return {FAILURE_TAG: text, NOTE_TAG: f"Failed in Dagster:\n\n```\n{text}\n```"}
+    why = f"Failed in Dagster:\n\n```\n{text}\n```"
+    return {FAILURE_TAG: text, NOTE_TAG: f"{note}\n\n{why}" if note else why}
 
 
 def _step_failure(context: InitResourceContext, open_run: OpenRun) -> str | None:

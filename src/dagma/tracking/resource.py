@@ -23,6 +23,7 @@ server, no reachability check; the UI is opened with ``mlflow ui --backend-store
 from __future__ import annotations
 
 import posixpath
+import socket
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -44,7 +45,7 @@ from dagma.tracking.errors import (
     MlflowServerUnreachableError,
     NotAnMlflowServerError,
 )
-from dagma.tracking.recorder import MlflowRunRecorder, RunStatus, failure_tags
+from dagma.tracking.recorder import HOST_TAG, MlflowRunRecorder, RunStatus, failure_tags
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterRun
@@ -78,6 +79,7 @@ def run_tags(context: AssetExecutionContext, dagster_ui_url: str | None) -> dict
         "dagster.run_id": context.run.run_id,
         "dagster.asset_key": context.asset_key.to_user_string(),
         "dagster.step_key": context.get_step_execution_context().step.key,
+        HOST_TAG: socket.gethostname(),
     }
     if context.has_partition_key:
         tags["dagster.partition_key"] = context.partition_key

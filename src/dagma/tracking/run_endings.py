@@ -14,7 +14,8 @@ search) and ends each MLflow run with no recorded end that MLflow still shows RU
 with the reason on the run (``dagster.failure`` and the run's note) and its end recorded, so
 evaluating again changes nothing, and a run its own process ended is left as it is. When the
 MLflow server does not answer, the Dagster run stays in the cursor and is tried again at the
-next evaluation (every ``minimum_interval_seconds``) until it does.
+next evaluation (every ``minimum_interval_seconds``) until it does. Each code location's
+sensor looks only at the runs launched from its location, which its resource recorded.
 
 Ship it in your ``Definitions`` beside the parent runs' executor::
 
@@ -44,7 +45,13 @@ from dagster import (
 from dagma.settings import HttpRequestSettings
 from dagma.tracking import dagster_records
 from dagma.tracking.dagster_records import PARENT, RecordedRun
-from dagma.tracking.recorder import FAILURE_TAG, MlflowRunRecorder, RunStatus, failure_tags
+from dagma.tracking.recorder import (
+    FAILURE_TAG,
+    NOTE_TAG,
+    MlflowRunRecorder,
+    RunStatus,
+    failure_tags,
+)
 
 END_REASON_TAG = "dagma.end_reason"
 ENDED_STATUSES = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
@@ -103,6 +110,8 @@ def mlflow_run_endings_sensor(
             records += context.instance.get_run_records(RunsFilter(run_ids=cursor.pending))
         ended, pending = [], []
         for record in _unique(records):
+            if not _of_this_location(context, record):
+                continue  # its own location's sensor (and MLflow server) ends its runs
             try:
                 ended += end_left_runs(tracking, context.instance, record)
             except Exception as error:  # the server: try this run again next time
@@ -146,7 +155,8 @@ def end_left_runs(
                 tags = {END_REASON_TAG: reason}
                 # A FAILED run keeps the asset's own error when it got through.
                 if status != "FINISHED" and FAILURE_TAG not in current.data.tags:
-                    tags.update(failure_tags(reason))
+                    note = current.data.tags.get(NOTE_TAG) if run.role == PARENT else None
+                    tags.update(failure_tags(reason, note))
                 client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
                 client.set_terminated(run.run_id, status, end_time=end_time)
                 ended.append(run.run_id)
@@ -185,6 +195,15 @@ def _step_outcomes(instance: DagsterInstance, dagster_run_id: str) -> dict[str, 
             if record.event_log_entry.step_key:
                 outcomes[record.event_log_entry.step_key] = outcome
     return outcomes
+
+
+def _of_this_location(context: SensorEvaluationContext, record: RunRecord) -> bool:
+    """Whether the Dagster run was launched from the sensor's code location (or either is
+    unknown, as for a run executed in process)."""
+    origin, here = record.dagster_run.remote_job_origin, context.code_location_origin
+    if origin is None or here is None:
+        return True
+    return origin.location_name == here.location_name
 
 
 def _unique(records: list[RunRecord]) -> list[RunRecord]:

@@ -10,7 +10,6 @@ with the champion. Every MLflow run goes through the tracking resource's
 """
 
 import json
-import socket
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -94,11 +93,6 @@ def _require_tracking(tracking: MlflowRunRecorder) -> None:
         raise TrainingNeedsMlflowError(STUB_REFUSAL)
 
 
-def _tag_host(tracking: MlflowRunRecorder) -> None:
-    """Name the machine (on Kubernetes, the pod) recording the run: each step pod its own."""
-    tracking.set_tag(contract.HOST_TAG, socket.gethostname())
-
-
 def _pip_requirements() -> list[str]:
     """The sklearn flavour's own requirements: MLflow would otherwise infer them by loading
     the model in a subprocess, seconds per training."""
@@ -137,7 +131,6 @@ def trained_model(
         config.random_seed,
     )  # fmt: skip
     with tracking.run(context) as run_id:
-        _tag_host(tracking)
         tracking.log_params(
             {**config.model_dump(), "train_rows": len(split.x_train),
              "test_rows": len(split.x_test), "features": ",".join(split.x_train.columns)}
@@ -281,7 +274,6 @@ def scored_visits(
                 f"{version} is model {model_id}; it loaded {loaded}): materialize "
                 f"{contract.SCORED} for {day} again."
             )
-        _tag_host(tracking)
         tracking.set_tag("model_name", registry.model_name)
         tracking.set_tag("model_version", version)
         tracking.set_tag("model_uri", registry.alias_uri)

@@ -29,9 +29,9 @@ ALIAS = "champion"
 MAX_TEST_RMSE = 65.0  # the gate; predicting the mean scores about 75-83 on these splits
 TRAINING_CODE_VERSION = "1"  # trained_model's code version, tagged on each model version
 
-# Tag on each MLflow run of the pipeline: the machine that recorded it; on Kubernetes the pod
-# (a pod's host name is its name), so each step pod of training_pipeline_k8s is named.
-HOST_TAG = "host"
+# dagma's tag on every MLflow run: the machine that recorded it; on Kubernetes the pod (a
+# pod's host name is its name), so each step pod of training_pipeline_k8s is named.
+HOST_TAG = "dagster.host"
 
 # Tags on each registered model version, tying it to what produced it.
 VERSION_TAGS = ("dagster.run_id", "dagster.asset_key", "dagster.partition_key",
