@@ -271,10 +271,10 @@ def test_a_step_pod_deleted_mid_step_fails_its_run_and_the_parent_within_60_s(
     launched: Launched, cluster_measure, grace_seconds: int | None,
 ) -> None:  # fmt: skip
     """trained_model's pod deleted while its MLflow run is open, as ``kubectl delete pod``
-    does (SIGTERM, then the grace period) and forced (``--grace-period=0``: killed at once,
-    as the kernel's OOM killer does, so the step's process ends nothing itself): the step
-    fails, the Dagster run fails, and its MLflow child and parent end FAILED (never KILLED:
-    nobody canceled it) within 60 s of the Dagster run's end, with the reason."""
+    does (SIGTERM, then the grace period) and forced (``--grace-period=0``, the pod object
+    gone at once, the container stopped without waiting): the step fails, the Dagster run
+    fails, and its MLflow child and parent end FAILED (never KILLED: nobody canceled it)
+    within 60 s of the Dagster run's end, with the reason."""
     tracking = MlflowClient(tracking_uri)
     with webserver(layout, release) as web:
         run_id = launch_training(web, contract.FIRST_DAY, LONG_TRAINING)
