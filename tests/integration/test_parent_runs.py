@@ -240,26 +240,25 @@ def test_eight_parallel_steps_share_exactly_one_parent(stack: Stack) -> None:
     assert parent.info.status == "FINISHED"
 
 
-def test_an_asset_that_raises_fails_its_run_and_the_parent_with_the_reason(stack: Stack) -> None:
-    run_id = launch(stack, "raises_job")
+@pytest.mark.parametrize(
+    ("job", "fault", "error"),
+    [("raises_job", "asset raises", "ValueError: the features have NaNs"),
+     ("allocates_job", "memory limit", "MemoryError")],
+    ids=["raises", "memory-limit"],
+)  # fmt: skip
+def test_a_failing_asset_fails_its_run_and_the_parent_with_the_reason(
+    stack: Stack, job: str, fault: str, error: str
+) -> None:
+    run_id = launch(stack, job)
     assert wait_for_dagster(stack, run_id) == DagsterRunStatus.FAILURE
-    parent, [child] = parent_and_children(settled(stack, run_id, "asset raises"))
+    parent, [child] = parent_and_children(settled(stack, run_id, fault))
     assert child.info.status == "FAILED"
-    assert "ValueError: the features have NaNs" in child.data.tags["dagster.failure"]
+    assert error in child.data.tags["dagster.failure"]
     assert parent.info.status == "FAILED"
     # The parent says which step failed, and its note still lists the steps.
     step = child.data.tags["dagster.step_key"]
     assert f"step(s) {step} failed" in parent.data.tags["dagster.failure"]
     assert f"`{step}`" in parent.data.tags["mlflow.note.content"].split("Failed in Dagster")[0]
-
-
-def test_an_asset_past_its_memory_limit_fails_with_the_reason(stack: Stack) -> None:
-    run_id = launch(stack, "allocates_job")
-    assert wait_for_dagster(stack, run_id) == DagsterRunStatus.FAILURE
-    parent, [child] = parent_and_children(settled(stack, run_id, "memory limit"))
-    assert child.info.status == "FAILED"
-    assert "MemoryError" in child.data.tags["dagster.failure"]
-    assert parent.info.status == "FAILED"
 
 
 @pytest.mark.parametrize("attempt", range(TRIES))
