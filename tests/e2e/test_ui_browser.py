@@ -17,7 +17,7 @@ import subprocess
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 from support.browser import CHROMIUM, save_screenshot
 from support.dagster_local import TrackedMaterialization
-from support.ui_pages import table_row
+from support.ui_pages import open_mlflow_page, table_row
 
 
 def _open_asset_page(page: Page, materialization: TrackedMaterialization) -> Locator:
@@ -56,9 +56,8 @@ def test_mlflow_run_link_opens_the_run_with_its_param_metric_and_artifact(
     href = _open_asset_page(page, materialization).get_attribute("href")
     assert href is not None
 
-    page.goto(href)  # the link opens a new tab; following its href is the same page
-
-    expect(page.get_by_role("heading", name=materialization.asset)).to_be_visible()
+    # The link opens a new tab; following its href is the same page.
+    open_mlflow_page(page, href, page.get_by_role("heading", name=materialization.asset))
     expect(page.get_by_text(materialization.mlflow_run_id).first).to_be_visible()
     expect(table_row(page, "n_estimators").get_by_role("cell").nth(1)).to_have_text("10")
     expect(table_row(page, "rmse").get_by_role("cell").nth(1)).to_have_text("0.123")

@@ -32,6 +32,7 @@ from playwright.sync_api import Locator, expect
 from support import mlflow_servers, soak
 from support.browser import loopback_chromium, save_screenshot
 from support.dagster_local import command_env, dagster_dev, location_statuses, write_workspace
+from support.ui_pages import open_mlflow_page
 
 from benchmarks.http_count import RecordingProxy, recording_proxy
 from dagma.dev import local_mlflow
@@ -204,14 +205,16 @@ def test_mlflow_ui_shows_the_steps_nested_under_the_parent(stack: Stack) -> None
     with loopback_chromium(UI_TIMEOUT_MS) as context:
         page = context.new_page()
         page.set_viewport_size({"width": 1400, "height": 800})
-        page.goto(f"{runs_url}?searchFilter={only_this_run}")
-        with suppress(PlaywrightError):  # MLflow's assistant panel, when it opens itself
-            page.get_by_role("button", name="Close").click(timeout=5000)
 
         def row(name: str) -> Locator:  # the table's row whose run-name link is ``name``
             link = page.get_by_role("link", name=name, exact=True)
             return page.get_by_role("row").filter(has=link)
 
+        open_mlflow_page(
+            page, f"{runs_url}?searchFilter={only_this_run}", row(parent.info.run_name)
+        )
+        with suppress(PlaywrightError):  # MLflow's assistant panel, when it opens itself
+            page.get_by_role("button", name="Close").click(timeout=5000)
         expect(row(parent.info.run_name)).to_have_count(1)
         for child in children:  # collapsed: only the parent is listed
             expect(row(child.info.run_name)).to_have_count(0)
@@ -222,11 +225,11 @@ def test_mlflow_ui_shows_the_steps_nested_under_the_parent(stack: Stack) -> None
         for child in children:
             expect(row(child.info.run_name)).to_have_count(1)
         save_screenshot(page, "mlflow-nested-runs", docs=True)
-        page.goto(f"{runs_url}/{parent.info.run_id}")
+        note = page.get_by_text(f"Dagster run {run_id}", exact=False).first
+        open_mlflow_page(page, f"{runs_url}/{parent.info.run_id}", note)
         for child in children:  # the note lists the steps by their Dagster step keys
             step = child.data.tags["dagster.step_key"]
             expect(page.get_by_text(step, exact=True).first).to_be_visible()
-        expect(page.get_by_text(f"Dagster run {run_id}", exact=False).first).to_be_visible()
         save_screenshot(page, "mlflow-parent-run", docs=True)
 
 

@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 
 from localcluster.components import Layout
 from support.browser import save_screenshot
-from support.ui_pages import table_row
+from support.ui_pages import open_mlflow_page, table_row
 
 DAGSTER_UI, MLFLOW_UI = "Dagster UI", "MLflow UI"
 
@@ -163,8 +163,8 @@ def check_dagster_asset_page(page: Page, run: ShownRun) -> str:
 
 def check_mlflow_run_page(page: Page, href: str, run: ShownRun) -> None:
     """The link opens the MLflow run: its param, metric, way back to Dagster, and artifact."""
-    page.goto(href)  # the link opens a new tab; following its href is the same page
-    expect(page.get_by_role("heading", name=run.asset)).to_be_visible(timeout=PAGE_LOAD_MS)
+    # The link opens a new tab; following its href is the same page.
+    open_mlflow_page(page, href, page.get_by_role("heading", name=run.asset), PAGE_LOAD_MS)
     expect(page.get_by_text(run.mlflow_run_id).first).to_be_visible()
     expect(table_row(page, "n_estimators").get_by_role("cell").nth(1)).to_have_text("10")
     expect(table_row(page, "rmse").get_by_role("cell").nth(1)).to_have_text("0.123")

@@ -9,12 +9,40 @@ from __future__ import annotations
 
 import json
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import ConsoleMessage, Locator, Page, expect
+
+MLFLOW_ERROR_PAGE = "Something went wrong"
 
 
 def table_row(page: Page, first_cell: str) -> Locator:
     """The table row whose first cell reads exactly ``first_cell``."""
     return page.get_by_role("row").filter(has=page.get_by_role("cell", name=first_cell, exact=True))
+
+
+def open_mlflow_page(page: Page, url: str, shown: Locator, timeout_ms: float = 30_000) -> None:
+    """Open ``url`` in the MLflow UI and wait until ``shown`` is visible.
+
+    On a loaded machine the MLflow UI now and then renders its "Something went wrong"
+    page for a request that took too long (mlflow#23370, #24143), and a reload clears it.
+    That page gets one reload, printed with the page's script errors; a second one fails.
+    """
+    errors: list[str] = []
+
+    def record(message: ConsoleMessage) -> None:  # React logs what its error page caught
+        if message.type == "error":
+            errors.append(message.text[:300])
+
+    page.on("console", record)
+    try:
+        page.goto(url)
+        error_page = page.get_by_role("heading", name=MLFLOW_ERROR_PAGE)
+        expect(shown.or_(error_page).first).to_be_visible(timeout=timeout_ms)
+    finally:
+        page.remove_listener("console", record)
+    if error_page.is_visible():
+        print(f"[browser] MLflow UI: {MLFLOW_ERROR_PAGE!r} on {url} ({errors}); reloading once")
+        page.reload()
+    expect(shown).to_be_visible(timeout=timeout_ms)
 
 
 def mlflow_preferences_script(mlflow_url: str) -> str:
