@@ -291,6 +291,53 @@ def test_a_step_pod_deleted_mid_step_fails_its_run_and_the_parent_within_60_s(
         core.delete_namespaced_pod(pod, release.namespace, grace_period_seconds=grace_seconds)
         assert web.wait_finished(run_id, RUN_TIMEOUT_S) == "FAILURE"
         run_ended = first_times(run_events(web, run_id))["RUN_FAILURE"]
+    how = "force-deleted" if grace_seconds == 0 else "deleted"
+    child = _ended_failed_within_bound(tracking, run_id, run_ended, f"step pod {how}",
+                                       cluster_measure)  # fmt: skip
+    assert "dagster.failure" in child.data.tags, child.data.tags
+
+
+# Above a step pod's memory when trained_model's MLflow run starts (Python, Dagster and the
+# MLflow client: about 280 MB), below what training needs once scikit-learn, SciPy and
+# matplotlib are loaded (about 360-400 MB): the container is OOM-killed mid-step.
+OOM_LIMIT = "320Mi"
+
+
+def test_a_step_container_oom_killed_fails_its_run_and_the_parent_within_60_s(
+    layout: Layout, core: client.CoreV1Api, release: Release, tracking_uri: str,
+    launched: Launched, cluster_measure,
+) -> None:  # fmt: skip
+    """trained_model's container given a memory limit it outgrows once training loads its
+    libraries: the kernel kills it (OOMKilled, read from the pod), the step and the Dagster
+    run fail, and its MLflow child and parent end FAILED within 60 s, with the reason."""
+    tracking = MlflowClient(tracking_uri)
+    memory = {"limits": {"memory": OOM_LIMIT}, "requests": {"memory": OOM_LIMIT}}
+    with webserver(layout, release) as web:
+        run_id = launch_training(web, contract.FIRST_DAY, LONG_TRAINING,
+                                 {contract.TRAINED_MODEL: {"resources": memory}})  # fmt: skip
+        assert web.wait_finished(run_id, RUN_TIMEOUT_S) == "FAILURE"
+        run_ended = first_times(run_events(web, run_id))["RUN_FAILURE"]
+    pod = step_pods_by_step(run_pods(core, release.namespace, run_id)["step_worker"])[
+        contract.TRAINED_MODEL
+    ]
+    [container] = pod.status.container_statuses
+    assert container.state.terminated is not None, container.state
+    assert container.state.terminated.reason == "OOMKilled", container.state
+    child = _ended_failed_within_bound(tracking, run_id, run_ended, "step container OOM-killed",
+                                       cluster_measure)  # fmt: skip
+    reason = child.data.tags["dagma.end_reason"]
+    print(f"the OOM-killed step's MLflow run ended with: {reason!r}")
+    assert "dagster.failure" in child.data.tags, child.data.tags
+    # Dagster's error for the step, as the run's note and tags say it: its Job failed.
+    assert "failed Kubernetes job dagster-step-" in reason, reason
+
+
+def _ended_failed_within_bound(
+    tracking: MlflowClient, run_id: str, run_ended: float, fault: str, cluster_measure
+) -> Run:
+    """Wait until the Dagster run's MLflow runs have ended; check that trained_model's child
+    and the parent ended FAILED (never KILLED: nobody canceled) within the bound, the parent
+    naming the step, and nothing ran after it. Returns the child."""
 
     def all_ended() -> tuple[Run, dict[str, Run]] | None:
         parent, children = mlflow_runs_of(tracking, run_id)
@@ -300,11 +347,10 @@ def test_a_step_pod_deleted_mid_step_fails_its_run_and_the_parent_within_60_s(
     parent, children = wait_for("the MLflow runs ended", all_ended, ENDED_WITHIN_S + 30)
     child = children[contract.TRAINED_MODEL]
     last_end = max(run.info.end_time for run in (parent, *children.values())) / 1000
-    how = "force-deleted" if grace_seconds == 0 else "deleted"
-    cluster_measure(f"training_pipeline_k8s: step pod {how}, Dagster run ended -> last MLflow "
-                    "run ended", f"{last_end - run_ended:.1f} s")  # fmt: skip
+    cluster_measure(f"training_pipeline_k8s: {fault}, Dagster run ended -> last MLflow run "
+                    "ended", f"{last_end - run_ended:.1f} s")  # fmt: skip
     assert last_end - run_ended <= ENDED_WITHIN_S
     assert (child.info.status, parent.info.status) == ("FAILED", "FAILED")
-    assert "dagster.failure" in child.data.tags, child.data.tags
     assert contract.TRAINED_MODEL in parent.data.tags["dagster.failure"], parent.data.tags
     assert set(children) == {contract.TRAINED_MODEL}  # nothing ran after it
+    return child

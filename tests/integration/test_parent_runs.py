@@ -272,7 +272,9 @@ def test_a_sigkilled_step_process_is_ended_failed_by_the_sensor(stack: Stack, at
     assert wait_for_dagster(stack, run_id) == DagsterRunStatus.FAILURE
     parent, [child] = parent_and_children(settled(stack, run_id, "step SIGKILL"))
     assert child.info.status == "FAILED"
-    assert "ended by dagma" in child.data.tags["dagma.end_reason"]
+    reason = child.data.tags["dagma.end_reason"]
+    assert "ended by dagma" in reason
+    assert "ChildProcessCrashException" in reason, reason  # Dagster's error for the step
     assert "dagster.failure" in child.data.tags
     assert parent.info.status == "FAILED"
 

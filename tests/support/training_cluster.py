@@ -53,12 +53,20 @@ query Tags($runId: ID!) { runOrError(runId: $runId) { __typename
 """
 
 
-def launch_training(web: Webserver, day: str, model_config: dict | None = None) -> str:
+def launch_training(
+    web: Webserver, day: str, model_config: dict | None = None,
+    step_containers: dict[str, dict] | None = None,
+) -> str:  # fmt: skip
     """Launch ``training_pipeline_k8s`` for ``day`` in the training code location, with
-    ``model_config`` as trained_model's config; its run id."""
+    ``model_config`` as trained_model's config and ``step_containers`` as container config
+    of the named steps' pods (k8s_job_executor's ``per_step_k8s_config``); its run id."""
+    run_config = contract.run_config(model_config)
+    if step_containers:
+        per_step = {step: {"container_config": config} for step, config in step_containers.items()}
+        run_config["execution"] = {"config": {"per_step_k8s_config": per_step}}
     return web.call(lambda graphql: graphql.submit_job_execution(
         contract.K8S_JOB, repository_location_name=TRAINING_CODE, repository_name=REPOSITORY,
-        run_config=contract.run_config(model_config), tags={"dagster/partition": day},
+        run_config=run_config, tags={"dagster/partition": day},
     ))  # fmt: skip
 
 

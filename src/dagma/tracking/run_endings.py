@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC
 
 from dagster import (
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -64,6 +65,7 @@ RUNS_PER_EVALUATION = 50  # Dagster runs read per evaluation; the rest at the ne
 MAX_PENDING = 200  # Dagster runs kept for a server that does not answer, oldest dropped first
 FIRST_LOOK_BACK_SECONDS = 3600  # on its first evaluation, runs ended this long ago are included
 # The sensor must finish inside Dagster's sensor timeout (60 s): one try per request, short.
+ERROR_LINE_CHARS = 300  # of a step's error, in the reason; the whole error is Dagster's
 SENSOR_REQUESTS = HttpRequestSettings(max_retries=0, backoff_factor=0, timeout_seconds=10)
 
 
@@ -185,16 +187,28 @@ def _ending(
 
 
 def _step_outcomes(instance: DagsterInstance, dagster_run_id: str) -> dict[str, str]:
-    """``success`` or ``failure`` for each step of the run that got that far."""
+    """``success`` or ``failure`` for each step of the run that got that far; a failure
+    with the first line of Dagster's error, which names what killed a step whose own
+    process could not report (on Kubernetes, its failed Job)."""
     outcomes = {}
     for event_type, outcome in (
         (DagsterEventType.STEP_SUCCESS, "success"),
         (DagsterEventType.STEP_FAILURE, "failure"),
     ):
         for record in instance.get_records_for_run(dagster_run_id, of_type=event_type).records:
-            if record.event_log_entry.step_key:
-                outcomes[record.event_log_entry.step_key] = outcome
+            entry = record.event_log_entry
+            if entry.step_key:
+                outcomes[entry.step_key] = outcome + _error_line(entry.dagster_event)
     return outcomes
+
+
+def _error_line(event: DagsterEvent | None) -> str:
+    """`` (the error's first line)`` for a step failure that carries an error, else ``""``."""
+    data = event.step_failure_data if event and event.is_step_failure else None
+    if data is None or data.error is None:
+        return ""
+    lines = data.error.message.strip().splitlines()
+    return f" ({lines[0][:ERROR_LINE_CHARS]})" if lines else ""
 
 
 def _of_this_location(context: SensorEvaluationContext, record: RunRecord) -> bool:
