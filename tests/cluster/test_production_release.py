@@ -11,8 +11,8 @@ wrote is read back from MLflow and from the bucket itself.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -39,14 +39,19 @@ from support.production import (
 from support.production_checks import (
     FINISHED,
     HEALTH,
+    admin_tracking,
     env_names,
     login,
     pods_of,
     reach_from_new_pod,
     reach_from_running_pod,
+    server_pods,
+    servers_ready,
     submit,
+    user_code_image,
     wait_finished,
 )
+from support.production_load import levels_of, ramp_script
 from support.production_transfers import (
     MB,
     PROXIED_UPLOADS,
@@ -231,17 +236,6 @@ def test_network_policy_admits_the_release_and_its_clients_and_nobody_else(
 # --- item 4: two replicas behind the Service ------------------------------------------
 
 
-def _server_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    selector = "app.kubernetes.io/name=mlflow,app.kubernetes.io/component=server"
-    return [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-            if p.metadata.deletion_timestamp is None]  # fmt: skip
-
-
-def _all_ready(apps: client.AppsV1Api, namespace: str) -> bool:
-    found = apps.read_namespaced_deployment("dagma-mlflow", namespace)
-    return found.status.ready_replicas == found.spec.replicas == found.status.updated_replicas
-
-
 def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
     layout: Layout, core: client.CoreV1Api, production: Production, endpoints: Endpoints,
     materialized: Materialized, cluster_measure,
@@ -253,7 +247,7 @@ def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
     run_ids = [submit(endpoints.dagster) for _ in range(STREAM)]
     wait_for("the first run started", lambda: endpoints.dagster.get_run_status(
         run_ids[0]).value in ("STARTED", *FINISHED), 300)  # fmt: skip
-    victim = _server_pods(core, namespace)[0].metadata.name
+    victim = server_pods(core, namespace)[0].metadata.name
     core.delete_namespaced_pod(victim, namespace)
     statuses = wait_finished(endpoints.dagster, run_ids, 900,
                              lambda: describe(layout, namespace))  # fmt: skip
@@ -261,7 +255,7 @@ def test_deleting_a_server_replica_during_a_stream_of_runs_fails_none(
                     f"{list(statuses.values()).count('SUCCESS')}/{STREAM} succeeded")  # fmt: skip
     assert set(statuses.values()) == {"SUCCESS"}, statuses
     apps = client.AppsV1Api(core.api_client)
-    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
+    wait_for("both servers Ready again", lambda: servers_ready(apps, namespace), 300)
     # kubectl port-forward to a Service holds one pod: the module's forward may have been
     # to the deleted one, so read back through a new forward to the Service.
     forward = (layout.bin / "kubectl", layout.kubeconfig, namespace)
@@ -282,7 +276,7 @@ def test_the_disruption_budget_keeps_one_server_through_evictions(
     is not Ready yet."""
     namespace = production.namespace
     apps = client.AppsV1Api(core.api_client)
-    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    wait_for("both servers Ready", lambda: servers_ready(apps, namespace), 300)
     policy = client.PolicyV1Api(core.api_client)
     budget = policy.read_namespaced_pod_disruption_budget("dagma-mlflow", namespace)
     assert (budget.spec.min_available, budget.status.disruptions_allowed) == (1, 1)
@@ -297,7 +291,7 @@ def test_the_disruption_budget_keeps_one_server_through_evictions(
     )
     cluster_measure("production: kubectl drain --dry-run=server (MLflow pods)",
                     " | ".join(drain.strip().splitlines()))  # fmt: skip
-    first, second = (p.metadata.name for p in _server_pods(core, namespace))
+    first, second = (p.metadata.name for p in server_pods(core, namespace))
     evict = {"metadata": {"name": first, "namespace": namespace}}
     core.create_namespaced_pod_eviction(first, namespace, evict)
     with pytest.raises(ApiException) as refused:
@@ -307,26 +301,44 @@ def test_the_disruption_budget_keeps_one_server_through_evictions(
     assert refused.value.status == 429, refused.value
     assert "disruption budget" in refused.value.body, refused.value.body
     assert core.read_namespaced_pod(second, namespace).metadata.deletion_timestamp is None
-    wait_for("both servers Ready again", lambda: _all_ready(apps, namespace), 300)
+    wait_for("both servers Ready again", lambda: servers_ready(apps, namespace), 300)
+
+
+def test_the_two_servers_sustain_a_ramp_of_materializations_and_lose_none(
+    layout: Layout, core: client.CoreV1Api, production: Production, materialized: Materialized,
+    cluster_measure,
+) -> None:  # fmt: skip
+    """Materializations a minute the two replicas sustain before the first error or a p95
+    over 1 s (:mod:`support.production_load`, from a client pod: policy, auth, proxy and
+    bucket on the path). Each one the pod counted is a FINISHED run with its metric; a run
+    left RUNNING can only be one whose materialization raised."""
+    namespace = production.namespace
+    apps = client.AppsV1Api(core.api_client)
+    wait_for("both servers Ready", lambda: servers_ready(apps, namespace), 300)
+    name = unique("load")
+    client_pod(core, namespace, user_code_image(core, namespace), name, ramp_script())
+    result = script_result(core, namespace, name, 600)
+    levels = levels_of(result)
+    for level in levels:
+        cluster_measure("production: materializations on two servers", level.describe())
+    best = max((level for level in levels if level.sustained), key=lambda level: level.per_minute,
+               default=None)  # fmt: skip
+    cluster_measure("production: sustained (0 errors, p95 <= 1 s)",
+                    best.describe() if best else "not even 1 worker")  # fmt: skip
+    with admin_tracking(layout, production) as tracking:
+        experiment = tracking.get_experiment_by_name("dagma").experiment_id
+        runs = tracking.search_runs([experiment], f"tags.`dagma.load_ramp` = '{result['ramp']}'",
+                                    max_results=10_000)  # fmt: skip
+    statuses = Counter(run.info.status for run in runs)
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    assert len(finished) == sum(level.done for level in levels), statuses
+    assert all(run.data.metrics == {"rmse": 0.123} for run in finished)
+    assert statuses["RUNNING"] <= sum(level.errors for level in levels), statuses
 
 
 # --- item 6 and the transfer figures: large artifacts, and faults under them ------------
 
 SIZE = 200 * MB  # the issue's artifact
-
-
-@contextmanager
-def _tracking(layout: Layout, production: Production) -> Iterator[MlflowClient]:
-    """The official client through a new port-forward (the module's may hold a pod that a
-    test deleted), logged in as the admin."""
-    forward = (layout.bin / "kubectl", layout.kubeconfig, production.namespace)
-    with port_forward(*forward, "svc/mlflow", 5000) as port, login(*production.admin):
-        yield MlflowClient(f"http://127.0.0.1:{port}")
-
-
-def _user_code_image(core: client.CoreV1Api, namespace: str) -> str:
-    [first, *_] = pods_of(core, namespace, "user-deployments")
-    return first.spec.containers[0].image
 
 
 def _run_prefix(artifact_uri: str) -> str:
@@ -343,9 +355,9 @@ def test_a_200_mb_artifact_through_the_proxy_lands_whole_in_the_bucket(
     into the bucket with boto3. Each proxied file is read back from the store, whole."""
     namespace = production.namespace
     apps = client.AppsV1Api(core.api_client)
-    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    wait_for("both servers Ready", lambda: servers_ready(apps, namespace), 300)
     name = unique("uploads")
-    client_pod(core, namespace, _user_code_image(core, namespace), name,
+    client_pod(core, namespace, user_code_image(core, namespace), name,
                PROXIED_UPLOADS.format(size=SIZE))  # fmt: skip
     proxied = script_result(core, namespace, name, 900)
     direct = direct_upload_seconds(core, release_images.mlflow.tag, SIZE)
@@ -370,7 +382,7 @@ def test_the_object_store_restarted_during_an_upload_leaves_no_claim_without_the
     with the error; either way every artifact the run lists is in the bucket, whole."""
     namespace = production.namespace
     name = unique("upload-fault")
-    client_pod(core, namespace, _user_code_image(core, namespace), name,
+    client_pod(core, namespace, user_code_image(core, namespace), name,
                UPLOAD_UNDER_FAULT.format(size=SIZE))  # fmt: skip
 
     def restart_store() -> None:
@@ -386,7 +398,7 @@ def test_the_object_store_restarted_during_an_upload_leaves_no_claim_without_the
                     f"{outcome['error'] or 'uploaded'} ({outcome['seconds']:.1f} s)")  # fmt: skip
     prefix = _run_prefix(outcome["artifact_uri"])
     stored = object_sizes(core, release_images.mlflow.tag, prefix)
-    with _tracking(layout, production) as tracking:
+    with admin_tracking(layout, production) as tracking:
         run = tracking.get_run(outcome["run_id"])
         listed = {
             f"{prefix}{a.path}": a.file_size for a in tracking.list_artifacts(run.info.run_id)
@@ -407,7 +419,7 @@ def test_mlflows_database_restarted_during_runs_loses_nothing(
     MLflow run is FINISHED with its metric) or fails with its MLflow run ended, never
     RUNNING; every run recorded before reads back unchanged."""
     namespace = production.namespace
-    with _tracking(layout, production) as tracking:
+    with admin_tracking(layout, production) as tracking:
         experiment = tracking.get_experiment_by_name("dagma").experiment_id
         before = {r.info.run_id: r.to_dictionary() for r in tracking.search_runs([experiment])}
     run_ids = [submit(endpoints.dagster) for _ in range(3)]
@@ -421,7 +433,7 @@ def test_mlflows_database_restarted_during_runs_loses_nothing(
     apps = client.AppsV1Api(core.api_client)
     wait_for("PostgreSQL Ready again", lambda: apps.read_namespaced_stateful_set(
         "postgresql", MLFLOW_DB).status.ready_replicas == 1, 300)  # fmt: skip
-    with _tracking(layout, production) as tracking:
+    with admin_tracking(layout, production) as tracking:
         for run_id, recorded in before.items():
             assert tracking.get_run(run_id).to_dictionary() == recorded
         for run_id, status in statuses.items():
@@ -447,13 +459,13 @@ def test_a_helm_upgrade_to_a_new_server_image_during_a_stream_of_runs_loses_none
     FINISHED, and every run recorded before reads back unchanged."""
     namespace = production.namespace
     apps = client.AppsV1Api(core.api_client)
-    wait_for("both servers Ready", lambda: _all_ready(apps, namespace), 300)
+    wait_for("both servers Ready", lambda: servers_ready(apps, namespace), 300)
     deployment = apps.read_namespaced_deployment("dagma-mlflow", namespace)
     image = deployment.spec.template.spec.containers[0].image
     repository, tag = image.rsplit(":", 1)
     new_tag = f"{tag}-next"
     engine.docker().command(["tag", image, f"{repository}:{new_tag}"])
-    with _tracking(layout, production) as tracking:
+    with admin_tracking(layout, production) as tracking:
         experiment = tracking.get_experiment_by_name("dagma").experiment_id
         before = {r.info.run_id: r.to_dictionary() for r in tracking.search_runs([experiment])}
     run_ids = [submit(endpoints.dagster) for _ in range(STREAM)]
@@ -471,10 +483,10 @@ def test_a_helm_upgrade_to_a_new_server_image_during_a_stream_of_runs_loses_none
     migration = client.BatchV1Api(core.api_client).read_namespaced_job(
         "dagma-mlflow-migrate-2", namespace)  # fmt: skip
     assert migration.status.succeeded == 1, migration.status
-    wait_for("both servers Ready on the new image", lambda: _all_ready(apps, namespace), 300)
-    images = {p.spec.containers[0].image for p in _server_pods(core, namespace)}
+    wait_for("both servers Ready on the new image", lambda: servers_ready(apps, namespace), 300)
+    images = {p.spec.containers[0].image for p in server_pods(core, namespace)}
     assert images == {f"{repository}:{new_tag}"}, images
-    with _tracking(layout, production) as tracking:
+    with admin_tracking(layout, production) as tracking:
         for run_id, recorded in before.items():
             assert tracking.get_run(run_id).to_dictionary() == recorded
         for run_id in run_ids:

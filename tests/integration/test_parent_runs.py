@@ -45,10 +45,14 @@ ENDED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CA
 UI_TIMEOUT_MS = 60_000
 ENDING_BOUND_SECONDS = 60  # the issue's bound: every MLflow run ended this soon after Dagster
 TRIES = soak.count(2, 5)  # of each fault whose ending the sensor (or a cancel) decides
-INSTANCE = """
-telemetry: {enabled: false}
-nux: {enabled: false}
-run_retries: {enabled: true}
+# Long enough for any run worker of these tests to start on 2 busy cores (a few seconds).
+START_TIMEOUT_SECONDS = 40
+INSTANCE = f"""
+telemetry: {{enabled: false}}
+nux: {{enabled: false}}
+run_retries: {{enabled: true}}
+run_monitoring: {{enabled: true, start_timeout_seconds: {START_TIMEOUT_SECONDS},
+                 poll_interval_seconds: 2}}
 """
 ENDINGS: dict[str, list[float]] = {}  # seconds from the Dagster run's end to MLflow's, by fault
 
@@ -339,3 +343,33 @@ def test_runs_left_while_the_server_is_down_are_ended_once_it_is_back(stack: Sta
     parent, [child] = parent_and_children(runs)
     assert (parent.info.status, child.info.status) == ("FAILED", "FAILED")
     assert stack.proxy.counts["POST runs/search"] == searches == 0
+
+
+def test_a_run_failed_at_its_start_timeout_leaves_nothing_in_mlflow(stack: Stack) -> None:
+    """The run worker held while it loads the code (as a pod stuck pulling its image):
+    Dagster's run monitoring fails the run after its start timeout. The parent is created
+    only by a run worker that runs the job, so MLflow gets no run for it, then or later:
+    released, the worker finds the run ended and Dagster does not run it."""
+    hold = stack.home / "control" / "hold-start"
+    hold.parent.mkdir(exist_ok=True)
+    hold.touch()
+    before = Counter(stack.proxy.counts)
+    try:
+        run_id = launch(stack, "three_steps")
+        waited = START_TIMEOUT_SECONDS + 60
+        assert wait_for_dagster(stack, run_id, timeout=waited) == DagsterRunStatus.FAILURE
+    finally:
+        hold.unlink()
+
+    def messages() -> list[str]:
+        return [entry.message for entry in stack.instance.all_logs(run_id)]
+
+    assert any("seconds to start" in message for message in messages()), messages()
+    ignored = "Ignoring a run worker that started after the run had already finished."
+    deadline = time.monotonic() + ENDING_BOUND_SECONDS
+    while ignored not in messages():  # the released worker's last word
+        assert time.monotonic() < deadline, messages()
+        time.sleep(0.5)
+    time.sleep(12)  # two sensor evaluations after the run ended
+    assert mlflow_runs(stack, run_id) == []
+    assert (stack.proxy.counts - before)["POST runs/create"] == 0

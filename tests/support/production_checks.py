@@ -19,11 +19,13 @@ from contextlib import contextmanager
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
 from kubernetes import client
+from mlflow import MlflowClient
 
 from localcluster.cluster import kubectl
 from localcluster.components import Layout
+from support.production import Production
 from support.release import USER_CODE
-from support.workloads import pod, pod_log, wait_for, wait_pod_phase
+from support.workloads import pod, pod_log, port_forward, wait_for, wait_pod_phase
 
 ASSET = "train_model_stub"
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
@@ -128,3 +130,31 @@ def env_names(spec: client.V1PodSpec) -> dict[str, set[str]]:
             if source.secret_ref:
                 found.add(f"secret:{source.secret_ref.name}")
     return names
+
+
+def server_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
+    """MLflow's server pods of the release, those being deleted left out."""
+    selector = "app.kubernetes.io/name=mlflow,app.kubernetes.io/component=server"
+    return [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+            if p.metadata.deletion_timestamp is None]  # fmt: skip
+
+
+def servers_ready(apps: client.AppsV1Api, namespace: str) -> bool:
+    """Every MLflow server replica Ready on the Deployment's current revision."""
+    found = apps.read_namespaced_deployment("dagma-mlflow", namespace)
+    return found.status.ready_replicas == found.spec.replicas == found.status.updated_replicas
+
+
+@contextmanager
+def admin_tracking(layout: Layout, production: Production) -> Iterator[MlflowClient]:
+    """The official client through a new port-forward (a test's earlier forward may hold a
+    pod that was deleted since), logged in as the admin."""
+    forward = (layout.bin / "kubectl", layout.kubeconfig, production.namespace)
+    with port_forward(*forward, "svc/mlflow", 5000) as port, login(*production.admin):
+        yield MlflowClient(f"http://127.0.0.1:{port}")
+
+
+def user_code_image(core: client.CoreV1Api, namespace: str) -> str:
+    """The image the user-code deployment (and so every run pod) runs."""
+    [first, *_] = pods_of(core, namespace, "user-deployments")
+    return first.spec.containers[0].image

@@ -4,8 +4,10 @@ Jobs: ``three_steps`` (two features, then a model that depends on both), ``eight
 (eight independent steps the multiprocess executor starts at once), ``waits`` (a step that
 records its pid and its run worker's, then waits inside its MLflow run for the test),
 ``raises``, ``allocates`` (past a memory limit) and ``fails_once`` (fails unless it is
-Dagster's retry). Every step records its run through dagma's resource, as users' assets do;
-the Definitions use dagma's executor and sensor, as users' Definitions do.
+Dagster's retry). While the test's ``control/hold-start`` file exists, a run worker loading
+this module waits: a run stuck starting, as a pod pulling its image is. Every step records
+its run through dagma's resource, as users' assets do; the Definitions use dagma's executor
+and sensor, as users' Definitions do.
 """
 
 import os
@@ -28,6 +30,15 @@ from dagma import (
 CONTROL = Path(os.environ.get("DAGSTER_HOME", tempfile.gettempdir())) / "control"
 WAIT_SECONDS = 240
 ALL_AT_ONCE = {"execution": {"config": {"multiprocess": {"max_concurrent": 8}}}}
+
+
+def _hold_start() -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (CONTROL / "hold-start").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+_hold_start()
 
 
 def _record(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
