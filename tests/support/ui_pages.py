@@ -23,7 +23,8 @@ def open_mlflow_page(page: Page, url: str, shown: Locator, timeout_ms: float = 3
     """Open ``url`` in the MLflow UI and wait until ``shown`` is visible.
 
     On a loaded machine the MLflow UI now and then renders its "Something went wrong"
-    page for a request that took too long (mlflow#23370, #24143), and a reload clears it.
+    page when one of its lazily loaded scripts arrives too late (a ``ChunkLoadError`` in
+    the console; mlflow#23370, #24143), and a reload clears it.
     That page gets one reload, printed with the page's script errors; a second one fails.
     """
     errors: list[str] = []
