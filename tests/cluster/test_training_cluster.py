@@ -16,6 +16,7 @@ MLflow server through a port-forward to its Service, and the champion's predicti
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pytest
 from kubernetes import client
 from mlflow import MlflowClient
 from mlflow.entities import Run
-from support.release import TRAINING_CODE
+from support.release import REPOSITORY, STEPS_CODE, TRAINING_CODE
 from support.release_install import Release, describe, installed_release
 from support.release_records import webserver
 from support.training_cluster import (
@@ -36,8 +37,10 @@ from support.training_cluster import (
     first_times,
     launch_training,
     mlflow_runs_of,
+    requests_by_pod,
     run_events,
     run_pods,
+    server_requests,
     step_pods_by_step,
     step_times,
     time_shares,
@@ -71,9 +74,11 @@ class Launched:
 
 @pytest.fixture(scope="module")
 def release(layout: Layout, kube, release_images, pod_image, tmp_path_factory) -> Iterator[Release]:
-    """The release with both code locations (all three images built by ``release_images``)."""
+    """The release with both code locations (all three images built by ``release_images``)
+    and dagma.examples.steps' beside them."""
+    steps = {STEPS_CODE: "dagma.examples.steps"}
     with installed_release(layout, kube, pod_image, tmp_path_factory.mktemp("values"),
-                           prefix="dagma-training") as found:  # fmt: skip
+                           prefix="dagma-training", extra_locations=steps) as found:  # fmt: skip
         yield found
 
 
@@ -258,6 +263,59 @@ def test_where_the_pipeline_wall_time_went(
                         f"pod start {times.pod_start_seconds:.1f} s, "
                         f"step {times.step_seconds:.1f} s")  # fmt: skip
     assert sum(shares.values()) == pytest.approx(launched.wall_seconds)
+
+
+THREE_STEPS = ("features_a", "features_b", "model")
+
+
+def test_three_steps_on_k8s_job_executor_give_one_parent_and_three_children_at_the_floor(
+    layout: Layout, core: client.CoreV1Api, release: Release, tracking_uri: str,
+    launched: Launched, cluster_measure,
+) -> None:  # fmt: skip
+    """dagma.examples.steps' ``three_steps_k8s``: one MLflow parent from the run pod and a
+    nested child from each step's own pod, named by it; the requests each pod sent, read
+    from the MLflow server's access log by the pods' IPs: no search, at most 4 per step and
+    3 for the parent (the floor the multiprocess executor keeps under ``dagster dev``), and
+    none from the code locations, where the run-endings sensors run."""
+    tracking = MlflowClient(tracking_uri)
+    began = time.monotonic()
+    with webserver(layout, release) as web:
+        run_id = web.call(lambda graphql: graphql.submit_job_execution(
+            "three_steps_k8s", repository_location_name=STEPS_CODE, repository_name=REPOSITORY,
+        ))  # fmt: skip
+        assert web.wait_finished(run_id, RUN_TIMEOUT_S) == "SUCCESS"
+    parent, children = mlflow_runs_of(tracking, run_id)
+    pods = run_pods(core, release.namespace, run_id)
+    step_pods = step_pods_by_step(pods["step_worker"])
+    [run_pod] = pods["run_worker"]
+    assert parent is not None and parent.info.status == "FINISHED", parent
+    assert parent.info.run_name == "three_steps_k8s"
+    assert parent.data.tags["dagster.host"] == run_pod.metadata.name
+    assert sorted(children) == sorted(step_pods) == list(THREE_STEPS)
+    for step, child in children.items():
+        tags = child.data.tags
+        assert (child.info.status, tags["mlflow.parentRunId"]) == ("FINISHED", parent.info.run_id)
+        assert tags["dagster.step_key"] == step
+        assert tags["dagster.host"] == step_pods[step].metadata.name, (step, tags)
+        assert child.data.params["asset"] == step
+
+    time.sleep(25)  # two evaluations of the sensors after the run: they must ask nothing
+    logged = server_requests(core, release.namespace, int(time.monotonic() - began) + 5)
+    locations = [pod for pod in core.list_namespaced_pod(release.namespace).items
+                 if pod.metadata.name.startswith("dagma-dagster-user-deployments-")]  # fmt: skip
+    sensors = requests_by_pod(logged, locations)
+    assert len(locations) == 3 and not any(sensors.values()), sensors
+    by_pod = requests_by_pod(logged, [run_pod, *step_pods.values()])
+    for name, counts in by_pod.items():
+        cluster_measure(f"three_steps_k8s: requests from {name}", ", ".join(
+            f"{request} {count}" for request, count in sorted(counts.items())))  # fmt: skip
+    total = sum(by_pod.values(), Counter())
+    cluster_measure("three_steps_k8s: requests per run", f"{sum(total.values())} ({dict(total)})")
+    assert total["POST runs/search"] == 0, dict(total)
+    assert sum(by_pod[run_pod.metadata.name].values()) <= 3, by_pod[run_pod.metadata.name]
+    for step, pod in step_pods.items():
+        assert sum(by_pod[pod.metadata.name].values()) <= 4, (step, by_pod[pod.metadata.name])
+    assert total["POST runs/create"] == 4, dict(total)
 
 
 # Boosting stages enough that trained_model's MLflow run stays open for seconds.

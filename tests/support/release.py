@@ -11,6 +11,8 @@ from __future__ import annotations
 
 USER_CODE = "dagma-user-code"
 TRAINING_CODE = "dagma-training"
+# dagma.examples.steps, which the training cluster test adds on dagma-user-code's image.
+STEPS_CODE = "dagma-steps"
 # The repository of a code location built from Definitions. Each location has its own
 # implicit __ASSET_JOB, so a launch of it names the location and this repository.
 REPOSITORY = "__repository__"

@@ -76,9 +76,13 @@ def wait_release_ready(layout: Layout, kube: client.ApiClient, namespace: str) -
 
 @contextmanager
 def installed_release(
-    layout: Layout, kube: client.ApiClient, pod_image: str, workdir: Path, prefix: str = "dagma"
-) -> Iterator[Release]:
-    """The release installed and Ready; uninstalled with both namespaces afterwards."""
+    layout: Layout, kube: client.ApiClient, pod_image: str, workdir: Path, prefix: str = "dagma",
+    extra_locations: dict[str, str] | None = None,
+) -> Iterator[Release]:  # fmt: skip
+    """The release installed and Ready; uninstalled with both namespaces afterwards.
+
+    ``extra_locations`` (``{name: module}``) adds code locations beside values/local.yaml's,
+    each served from dagma-user-code's image with its settings."""
     official = find_official_chart(load_test_settings().dagster_chart)  # before any change
     core = client.CoreV1Api(kube)
     tags = standins.ensure_release_standins(engine.docker(), pod_image, dagster_version_in_lock())
@@ -88,7 +92,7 @@ def installed_release(
     try:
         password = secrets.token_hex(12)
         host = external_postgres(core, database, tags["postgres"], password)
-        overlay = machine_overlay(host, password)
+        overlay = machine_overlay(host, password, extra_locations)
         overlay_file = workdir / "overlay.yaml"
         overlay_file.write_text(yaml.safe_dump(overlay))
         chart = umbrella_dir(with_dagster_values=True, official=official)
@@ -161,10 +165,15 @@ def external_postgres(core: client.CoreV1Api, namespace: str, image: str, passwo
     return f"postgresql.{namespace}.svc.cluster.local"
 
 
-def machine_overlay(postgres_host: str, password: str) -> dict:
-    """Only what the machine needs: the external database and telemetry off."""
+def machine_overlay(
+    postgres_host: str, password: str, extra_locations: dict[str, str] | None = None
+) -> dict:
+    """Only what the machine needs: the external database and telemetry off (and the
+    test's extra code locations, as copies of the first deployment serving their modules)."""
     kind = yaml.safe_load(values_paths(["local.yaml"])[0].read_text())
     deployments = kind["dagster"]["dagster-user-deployments"]["deployments"]
+    deployments += [{**deployments[0], "name": name, "dagsterApiGrpcArgs": ["-m", module]}
+                    for name, module in (extra_locations or {}).items()]  # fmt: skip
     for deployment in deployments:
         deployment["env"] = [*deployment.get("env", []), *NO_TELEMETRY]
     return {

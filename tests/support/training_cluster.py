@@ -10,12 +10,15 @@ step key). Where the wall time went (:func:`time_shares`) is figures only, never
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 from kubernetes import client
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from benchmarks.http_count import endpoint
 from dagma.examples.training import contract
 from support.release import REPOSITORY, TRAINING_CODE
 from support.release_records import Webserver
@@ -155,3 +158,33 @@ def time_shares(wall_seconds: float, mlflow_runs: list[Run]) -> dict[str, float]
     mlflow = in_runs - training
     return {"training": training, "MLflow": mlflow,
             "Dagster and Kubernetes": wall_seconds - in_runs}  # fmt: skip
+
+
+# uvicorn's access log line: `INFO:     10.88.0.12:51234 - "POST /api/2.0/mlflow/runs/create ..."`
+ACCESS_LINE = re.compile(r'(\d+\.\d+\.\d+\.\d+):\d+ - "([A-Z]+) (\S+) HTTP')
+
+
+def server_requests(core: client.CoreV1Api, namespace: str, since_seconds: int) -> list[tuple]:
+    """Every request the release's MLflow servers logged in the last ``since_seconds``:
+    ``(client IP, endpoint)``, the endpoint as :mod:`benchmarks.http_count` names it."""
+    selector = "app.kubernetes.io/name=mlflow,app.kubernetes.io/component=server"
+    requests = []
+    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+        log = core.read_namespaced_pod_log(  # raw: the client would hand back str(bytes)
+            pod.metadata.name, namespace, container="mlflow", since_seconds=since_seconds,
+            _preload_content=False,
+        ).data.decode()  # fmt: skip
+        requests += [(found[1], endpoint(found[2], found[3]))
+                     for found in map(ACCESS_LINE.search, log.splitlines()) if found]  # fmt: skip
+    return requests
+
+
+def requests_by_pod(requests: list[tuple], pods: list[client.V1Pod]) -> dict[str, Counter]:
+    """The requests each of ``pods`` sent, by endpoint, told apart by the pod's IP."""
+    names = {pod.status.pod_ip: pod.metadata.name for pod in pods}
+    assert None not in names and len(names) == len(pods), [p.status.pod_ip for p in pods]
+    counts: dict[str, Counter] = {name: Counter() for name in names.values()}
+    for ip, request in requests:
+        if ip in names:
+            counts[names[ip]][request] += 1
+    return counts

@@ -1,8 +1,9 @@
 """A code location of many steps, for parent and child runs under ``dagster dev``.
 
-Jobs: ``three_steps`` (two features, then a model that depends on both), ``eight_parallel``
-(eight independent steps the multiprocess executor starts at once), ``waits`` (a step that
-records its pid and its run worker's, then waits inside its MLflow run for the test),
+Jobs: ``three_steps`` (dagma.examples.steps' assets: two features, then a model that
+depends on both), ``eight_parallel`` (eight independent steps the multiprocess executor
+starts at once), ``waits`` (a step that records its pid and its run worker's, then waits
+inside its MLflow run for the test),
 ``raises``, ``allocates`` (past a memory limit) and ``fails_once`` (fails unless it is
 Dagster's retry). While the test's ``control/hold-start`` file exists, a run worker loading
 this module waits: a run stuck starting, as a pod pulling its image is. Every step records
@@ -24,6 +25,7 @@ from dagma import (
     mlflow_resource_from_env,
     mlflow_run_endings_sensor,
 )
+from dagma.examples.steps import features_a, features_b, model, record_step
 
 # (No `from __future__ import annotations`: Dagster reads the context annotations.)
 # Where the waiting step writes its pids and waits for the go-ahead (the test's directory).
@@ -41,35 +43,10 @@ def _hold_start() -> None:
 _hold_start()
 
 
-def _record(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
-    with tracking.run(context):
-        tracking.log_param("asset", context.asset_key.to_user_string())
-        tracking.log_metric("rows", 10)
-        with tempfile.TemporaryDirectory() as tmp:
-            summary = Path(tmp) / "summary.txt"
-            summary.write_text(context.asset_key.to_user_string())
-            tracking.log_artifact(summary)
-
-
-@asset
-def features_a(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
-    _record(context, tracking)
-
-
-@asset
-def features_b(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
-    _record(context, tracking)
-
-
-@asset(deps=[features_a, features_b])
-def model(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
-    _record(context, tracking)
-
-
 def _part(index: int):  # noqa: ANN202
     @asset(name=f"part_{index}")
     def part(context: AssetExecutionContext, tracking: MlflowRunRecorder) -> None:
-        _record(context, tracking)
+        record_step(context, tracking)
 
     return part
 
