@@ -14,6 +14,7 @@ import pytest
 from support import container_spec
 from support.helm import Rendered, render, validate_strict
 from support.mlflow_options import AUTH, OPTIONS, POSTGRESQL, S3
+from support.pss import restricted_violations
 
 ROLLING = {**POSTGRESQL, **S3}  # no volume: the Deployment rolls, so the hook is needed
 HOOK = "dagma-mlflow-schema-upgrade"
@@ -150,3 +151,17 @@ def test_upgrade_without_the_hook_keeps_the_zero_downtime_rolling_update():
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_every_option_renders_an_upgrade_valid_for_each_kubernetes_version(option: str):
     validate_strict(render("mlflow", OPTIONS[option], revision=2).all())
+
+
+@pytest.mark.parametrize("option", ["postgresql-and-s3", "read-write-many", "everything-external"])
+def test_the_hook_pod_meets_the_restricted_pod_security_standard(option: str):
+    job = render("mlflow", OPTIONS[option], revision=2).one("Job", HOOK)
+    spec = container_spec.pod_spec(job)
+    assert restricted_violations(spec) == []
+    [container] = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "/tmp" in [m["mountPath"] for m in container["volumeMounts"]]
+    # Credentials only by reference, as everywhere in the chart.
+    for item in container["env"]:
+        if item["name"].endswith("_URI"):
+            assert "secretKeyRef" in item.get("valueFrom", {}) or "sqlite" in item["value"]
