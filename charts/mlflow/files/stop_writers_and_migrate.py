@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy
 from migrate import DATABASES as UPGRADES
@@ -142,9 +143,16 @@ class ServerDeployment:
         self.apps, self.core = client.AppsV1Api(), client.CoreV1Api()
         self.api_error = client.ApiException
 
-    def _call(self, what: str, call: Callable[[], object]) -> object:
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        import urllib3
+
         try:
             return call()
+        except urllib3.exceptions.HTTPError as exc:
+            raise HookError(
+                f"{what}: the Kubernetes API did not answer ({exc}). Check the API server (and "
+                "any egress NetworkPolicy of your own), then run the upgrade again."
+            ) from exc
         except self.api_error as exc:
             fix = {
                 403: "the hook's Role (<release>-mlflow-schema-upgrade) must allow it: "
@@ -163,8 +171,9 @@ class ServerDeployment:
         print(f"stopping deployment/{self.name}: {scale.spec.replicas} replicas -> 0", flush=True)
         self._call(
             f"scaling deployment/{self.name} to 0",
+            # A JSON patch (a list): the client sends a dict as json-patch too, which fails.
             lambda: self.apps.patch_namespaced_deployment_scale(
-                self.name, self.namespace, {"spec": {"replicas": 0}}
+                self.name, self.namespace, [{"op": "replace", "path": "/spec/replicas", "value": 0}]
             ),
         )
         return scale.status.selector
