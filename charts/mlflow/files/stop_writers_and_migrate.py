@@ -155,8 +155,10 @@ class ServerDeployment:
             ) from exc
         except self.api_error as exc:
             fix = {
-                403: "the hook's Role (<release>-mlflow-schema-upgrade) must allow it: "
-                "render the chart again rather than editing the Role",
+                403: "the hook's Role (<release>-mlflow-schema-upgrade) allows get/patch on "
+                f"deployments/scale of {self.name} and list on pods; something refused it anyway "
+                "(an edited Role, an admission policy): kubectl describe role, and the API "
+                "server's audit log, say what",
                 404: "the Deployment is gone: install the release again, or set "
                 "migrations.stopServersForSchemaUpgrade=false",
             }.get(exc.status, "check the API server, then run the upgrade again")
