@@ -13,6 +13,9 @@ from support.helm import CHARTS, ROOT
 from support.tools import missing
 
 IMAGE = ROOT / "images" / "mlflow"
+# The same pins with an older MLflow: the image a schema-upgrade cluster test upgrades from.
+OLDER_PINS = "tests/support/mlflow-3.16.1-requirements.txt"
+MLFLOW_PACKAGES = {"mlflow", "mlflow-skinny", "mlflow-tracing"}
 PIN = re.compile(r"^([A-Za-z0-9_.\[\]-]+)==([^\s;]+)(\s*;.*)?$")
 
 
@@ -24,12 +27,12 @@ def _requirements(path: Path) -> list[str]:
     ]
 
 
-def _pins() -> dict[str, str]:
-    """Package → version for the unconditional pins of requirements.txt."""
+def _pins(path: Path = IMAGE / "requirements.txt") -> dict[str, str]:
+    """Package → version for the unconditional pins of a requirements file."""
     pins = {}
-    for line in _requirements(IMAGE / "requirements.txt"):
+    for line in _requirements(path):
         match = PIN.match(line)
-        assert match, f"requirements.txt: {line!r} is not an exact pin"
+        assert match, f"{path.name}: {line!r} is not an exact pin"
         if not match.group(3):
             pins[match.group(1).lower()] = match.group(2)
     return pins
@@ -46,6 +49,20 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     ]
 
 
+def _copy_sources() -> list[str]:
+    """The build-context files of every COPY, with ARG references at their defaults."""
+    instructions = _dockerfile_instructions()
+    defaults = dict(
+        args.split("=", 1) for name, args in instructions if name == "ARG" and "=" in args
+    )
+    return [
+        re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], source)
+        for name, args in instructions
+        if name == "COPY" and "--from" not in args
+        for source in args.split()[:-1]
+    ]
+
+
 def _final_stage() -> list[tuple[str, str]]:
     instructions = _dockerfile_instructions()
     last_from = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
@@ -56,9 +73,20 @@ def _chart_values() -> dict:
     return yaml.safe_load((CHARTS / "mlflow" / "values.yaml").read_text())
 
 
-def test_image_installs_the_server_the_postgresql_driver_and_the_s3_client_only():
+def test_image_installs_the_server_its_database_s3_and_kubernetes_clients_only():
     names = [re.split(r"[=<>\[]", line)[0] for line in _requirements(IMAGE / "requirements.in")]
-    assert names == ["mlflow", "psycopg2-binary", "boto3"]
+    # kubernetes: the schema-upgrade hook scales the servers to 0 through the API.
+    assert names == ["mlflow", "psycopg2-binary", "boto3", "kubernetes"]
+
+
+def test_older_mlflow_pins_differ_from_the_image_only_in_mlflow():
+    older, current = _pins(ROOT / OLDER_PINS), _pins()
+    assert {name: older[name] for name in MLFLOW_PACKAGES} == dict.fromkeys(
+        MLFLOW_PACKAGES, "3.16.1"
+    )
+    assert {n: v for n, v in older.items() if n not in MLFLOW_PACKAGES} == {
+        n: v for n, v in current.items() if n not in MLFLOW_PACKAGES
+    }
 
 
 def test_image_mlflow_is_the_chart_app_version_the_lock_and_the_tested_one():
@@ -139,7 +167,7 @@ def test_build_works_with_and_without_the_extra_ca_file():
     [ca_copy] = [args for args in copies if "extra-ca" in args]
     # A glob (matches nothing when absent) next to a file that always exists.
     assert "images/mlflow/extra-ca.pe[m]" in ca_copy.split()
-    assert "images/mlflow/requirements.txt" in ca_copy.split()
+    assert "images/mlflow/requirements.txt" in _copy_sources()
     assert not [args for name, args in _dockerfile_instructions() if "--mount" in args]
 
 
@@ -159,10 +187,5 @@ def test_build_context_admits_exactly_what_the_dockerfile_copies():
         for line in (IMAGE / "Dockerfile.dockerignore").read_text().splitlines()
         if line.startswith("!")
     ]
-    sources = [
-        source.replace(".pe[m]", ".pem")
-        for name, args in _dockerfile_instructions()
-        if name == "COPY" and "--from" not in args
-        for source in args.split()[:-1]
-    ]
-    assert sorted(allowed) == sorted(sources)
+    sources = [source.replace(".pe[m]", ".pem") for source in _copy_sources()]
+    assert sorted(allowed) == sorted([*sources, OLDER_PINS])

@@ -247,12 +247,26 @@ def test_packaged_chart_carries_every_script_its_pods_run(tmp_path: Path):
     archive = helm_python.package(CHARTS / "mlflow", destination=tmp_path)
     with helm_python.Chart.load(archive) as chart:
         files = chart.render(OPTIONS["auth"], name="dagma", namespace="dagma", is_install=True)
-    rendered = Rendered(files)
+        # The schema-upgrade hook runs only in an upgrade of a rolling Deployment.
+        upgrade_files = chart.render(
+            {**OPTIONS["auth"], **POSTGRESQL, **S3},
+            name="dagma",
+            namespace="dagma",
+            revision=2,
+            is_upgrade=True,
+        )
+    rendered, upgrade = Rendered(files), Rendered(upgrade_files)
     scripts = rendered.one("ConfigMap")["data"]
     assert set(scripts) == {p.name for p in (CHARTS / "mlflow" / "files").glob("*.py")}
+    workloads = [
+        rendered.one("Deployment"),
+        rendered.one("Job"),
+        *rendered.tests,
+        upgrade.one("Job", "dagma-mlflow-schema-upgrade"),
+    ]
     run = {
         arg.rsplit("/", 1)[-1]
-        for doc in (rendered.one("Deployment"), rendered.one("Job"), *rendered.tests)
+        for doc in workloads
         for spec in container_spec.containers(doc)
         for arg in spec["command"]
         if arg.startswith("/opt/mlflow-chart/")

@@ -14,6 +14,8 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy
@@ -39,8 +41,11 @@ def auth_migrations() -> ScriptDirectory:
     return ScriptDirectory(str(Path(spec.origin).parent / "db" / "migrations"))
 
 
-def current_revision(uri: str, version_table: str) -> str | None:
-    """The database's alembic revision; None while it does not exist or has no schema yet."""
+def read_revision(uri: str, version_table: str) -> str | None:
+    """The database's alembic revision; None while the database has no schema yet.
+
+    Raises DriverMissing for a driver the image lacks, SQLAlchemyError when unreachable.
+    """
     url = sqlalchemy.engine.make_url(uri)
     # Connecting would create an empty SQLite file; the Job creates it, we only look.
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
@@ -57,48 +62,79 @@ def current_revision(uri: str, version_table: str) -> str | None:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": version_table})
             return context.get_current_revision()
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        print(f"  {url.get_backend_name()} database not reachable yet: {type(exc).__name__}")
-        return None
     finally:
         engine.dispose()
+
+
+def current_revision(uri: str, version_table: str) -> str | None:
+    """Like read_revision, but an unreachable database counts as not ready yet (None)."""
+    try:
+        return read_revision(uri, version_table)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        backend = sqlalchemy.engine.make_url(uri).get_backend_name()
+        print(f"  {backend} database not reachable yet: {type(exc).__name__}")
+        return None
+
+
+@dataclass(frozen=True)
+class Database:
+    """One database the server uses, and the migrations this image's MLflow has for it."""
+
+    label: str  # "tracking" or "auth", as migrate.py names them
+    uri: str
+    version_table: str
+    migrations: ScriptDirectory
+
+    @property
+    def head(self) -> str | None:
+        return self.migrations.get_current_head()
+
+    def knows(self, revision: str) -> bool:
+        """Whether this MLflow has the revision (False: the schema is newer than the image)."""
+        return revision in {r.revision for r in self.migrations.walk_revisions()}
+
+    def newer_message(self, found: str) -> str:
+        return (
+            f"{self.label} schema is {found}, newer than this MLflow knows (it expects "
+            f"{self.head}): the image was downgraded. Use the newer image, or restore the "
+            "database backup taken before the upgrade."
+        )
+
+
+def databases_from_env(env: Mapping[str, str]) -> list[Database]:
+    """The tracking database, and the basic-auth one when MLFLOW_AUTH_DATABASE_URI is set."""
+    found = [
+        Database(
+            "tracking", env["MLFLOW_BACKEND_STORE_URI"], "alembic_version", tracking_migrations()
+        )
+    ]
+    if auth_uri := env.get("MLFLOW_AUTH_DATABASE_URI"):
+        found.append(Database("auth", auth_uri, "alembic_version_auth", auth_migrations()))
+    return found
 
 
 def main() -> int:
     timeout = float(os.environ.get("SCHEMA_WAIT_TIMEOUT_SECONDS", "900"))
     interval = float(os.environ.get("SCHEMA_WAIT_INTERVAL_SECONDS", "2"))
-    # (label, URI, alembic version table, this MLflow's migrations)
-    databases = [
-        (
-            "tracking",
-            os.environ["MLFLOW_BACKEND_STORE_URI"],
-            "alembic_version",
-            tracking_migrations(),
-        )
-    ]
-    if auth_uri := os.environ.get("MLFLOW_AUTH_DATABASE_URI"):
-        databases.append(("auth", auth_uri, "alembic_version_auth", auth_migrations()))
+    databases = databases_from_env(os.environ)
 
     deadline = time.monotonic() + timeout
     while True:
         pending = []
-        for label, uri, table, migrations in databases:
-            expected = migrations.get_current_head()
+        for database in databases:
             try:
-                found = current_revision(uri, table)
+                found = current_revision(database.uri, database.version_table)
             except DriverMissing as exc:
-                print(f"{label} database: {exc}", file=sys.stderr)
+                print(f"{database.label} database: {exc}", file=sys.stderr)
                 return 2
-            if found is not None and found not in {r.revision for r in migrations.walk_revisions()}:
-                print(
-                    f"{label} schema is {found}, newer than this MLflow knows (it expects "
-                    f"{expected}): the image was downgraded. Use the newer image, or restore the "
-                    "database backup taken before the upgrade.",
-                    file=sys.stderr,
-                )
+            if found is not None and not database.knows(found):
+                print(database.newer_message(found), file=sys.stderr)
                 return 3
-            if found != expected:
-                pending.append(f"{label} schema is {found or 'absent'}, MLflow expects {expected}")
+            if found != database.head:
+                pending.append(
+                    f"{database.label} schema is {found or 'absent'}, "
+                    f"MLflow expects {database.head}"
+                )
         if not pending:
             print("database schema is current; starting the server")
             return 0

@@ -166,3 +166,14 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* Schema upgrade hook --------------------------------------------------------------- */}}
+
+{{/* Annotations of the hook's ConfigMap and RBAC: created before its Job (lower weight),
+     deleted once the hook succeeded; after a failure they stay for inspection and the next
+     attempt replaces them. */}}
+{{- define "mlflow.schemaUpgradeHookSetup" -}}
+helm.sh/hook: pre-upgrade
+helm.sh/hook-weight: "-5"
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
