@@ -45,6 +45,7 @@ from support.production_checks import (
     pods_of,
     reach_from_new_pod,
     reach_from_running_pod,
+    schema_hook_log,
     server_pods,
     servers_ready,
     submit,
@@ -483,6 +484,8 @@ def test_a_helm_upgrade_to_a_new_server_image_during_a_stream_of_runs_loses_none
     migration = client.BatchV1Api(core.api_client).read_namespaced_job(
         "dagma-mlflow-migrate-2", namespace)  # fmt: skip
     assert migration.status.succeeded == 1, migration.status
+    # The same schema: charts/mlflow's pre-upgrade hook stopped nothing, the servers rolled.
+    assert "every schema is current: nothing to stop" in str(schema_hook_log(core, namespace))
     wait_for("both servers Ready on the new image", lambda: servers_ready(apps, namespace), 300)
     images = {p.spec.containers[0].image for p in server_pods(core, namespace)}
     assert images == {f"{repository}:{new_tag}"}, images

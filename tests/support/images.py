@@ -69,3 +69,18 @@ def image_layers(docker: Docker, tag: str) -> list[str]:
     """The image's layer digests, base first."""
     result = docker.command(["image", "inspect", "--format", "{{json .RootFS.Layers}}", tag])
     return list(json.loads(result.stdout))
+
+
+# MLflow 3.16.1's pins (its tracking schema is two migrations behind 3.17.2's), built from
+# images/mlflow/Dockerfile through its REQUIREMENTS argument: the "before" of a schema upgrade.
+OLDER_MLFLOW = ("3.16.1", Path("tests/support/mlflow-3.16.1-requirements.txt"))
+
+
+def build_older_mlflow_image(docker: Docker, base_image: str, repository: str) -> BuildResult:
+    """``<repository>:3.16.1``, the server image of the MLflow before the chart's."""
+    version, requirements = OLDER_MLFLOW
+    return build_image(
+        docker, ROOT / MLFLOW_DOCKERFILE, ROOT, f"{repository}:{version}", base_image=base_image,
+        build_args={"REQUIREMENTS": str(requirements)},
+        extra_ca=str(MLFLOW_DOCKERFILE.parent / EXTRA_CA_NAME),
+    )  # fmt: skip

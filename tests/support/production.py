@@ -255,9 +255,11 @@ def helm_install_args(extra_values: list[Path] = ()) -> list[str]:
 
 @contextmanager
 def installed_production(
-    layout: Layout, kube: client.ApiClient, pod_image: str, mlflow_image: str
-) -> Iterator[Production]:
-    """Object store, both databases and the production release, Ready; removed afterwards."""
+    layout: Layout, kube: client.ApiClient, pod_image: str, mlflow_image: str,
+    extra_values: list[Path] = (),
+) -> Iterator[Production]:  # fmt: skip
+    """Object store, both databases and the production release (with ``extra_values`` after
+    the overlay), Ready; removed afterwards."""
     official = find_official_chart(load_test_settings().dagster_chart)
     core = client.CoreV1Api(kube)
     namespaces = [NAMESPACE, DAGSTER_DB, MLFLOW_DB, OBJECTS]
@@ -281,7 +283,7 @@ def installed_production(
             core.create_namespaced_secret(NAMESPACE, secret)
         chart = umbrella_dir(with_dagster_values=True, official=official)
         began = time.monotonic()
-        helm(layout, NAMESPACE, "install", RELEASE, str(chart), *helm_install_args(),
+        helm(layout, NAMESPACE, "install", RELEASE, str(chart), *helm_install_args(extra_values),
              "--wait", "--timeout", "10m")  # fmt: skip
         dagster = effective_values(values_files=VALUES)["dagster"]
         if official is None:  # the official chart would have created these

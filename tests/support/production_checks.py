@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from dagster import AssetKey
 from dagster_graphql import DagsterGraphQLClient
@@ -158,3 +159,17 @@ def user_code_image(core: client.CoreV1Api, namespace: str) -> str:
     """The image the user-code deployment (and so every run pod) runs."""
     [first, *_] = pods_of(core, namespace, "user-deployments")
     return first.spec.containers[0].image
+
+
+def schema_hook_log(core: client.CoreV1Api, namespace: str) -> list[tuple[float, str]]:
+    """charts/mlflow's pre-upgrade hook's log (its kept Job): each line with the time the node
+    stamped on it (epoch seconds)."""
+    selector = "job-name=dagma-mlflow-schema-upgrade"
+    [pod] = core.list_namespaced_pod(namespace, label_selector=selector).items
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, timestamps=True,
+                                       _preload_content=False).data.decode()  # fmt: skip
+    lines = []
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" ")
+        lines.append((datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp(), text))
+    return lines
