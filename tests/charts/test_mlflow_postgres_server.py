@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support import container_spec, mlflow_servers
 from support.helm import Rendered, render
-from support.postgres import PostgresServer, start_postgres
+from support.postgres import PostgresServer
 
 from dagma.dev.local_mlflow import free_port
 
@@ -36,17 +36,8 @@ def _basic_auth_installed() -> None:
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres(database="mlflow", user="mlflow")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def credentials(postgres: PostgresServer) -> dict[str, dict[str, str]]:
-    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the image has psycopg2.
-    uri = postgres.url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    return {"mlflow-db": {"uri": uri}, "mlflow-admin": ADMIN}
+    return {"mlflow-db": {"uri": postgres.psycopg2_url}, "mlflow-admin": ADMIN}
 
 
 @pytest.fixture(scope="module")

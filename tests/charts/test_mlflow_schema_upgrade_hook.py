@@ -25,7 +25,7 @@ import sqlalchemy
 from support import mlflow_servers
 from support.helm import CHARTS, Rendered, render
 from support.mlflow_options import AUTH, OPTIONS, POSTGRESQL, S3
-from support.postgres import PostgresServer, start_postgres
+from support.postgres import PostgresServer
 
 from dagma.dev.local_mlflow import free_port
 
@@ -39,18 +39,6 @@ ADMIN = {"username": "dagma-admin", "password": secrets.token_urlsafe(24)}
 @pytest.fixture(scope="module", autouse=True)
 def _basic_auth_installed() -> None:
     mlflow_servers.require_basic_auth()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres(database="mlflow", user="mlflow")
-    yield server
-    server.stop()
-
-
-def _psycopg2_uri(postgres: PostgresServer) -> str:
-    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the image has psycopg2.
-    return postgres.url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def _run(
@@ -92,17 +80,23 @@ def _stamped(postgres: PostgresServer, revision: str) -> Iterator[str]:
 def pg_release(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """An upgrade of a PostgreSQL + S3 + auth release (the Deployment rolls), its schema current."""
     rendered = render("mlflow", {**POSTGRESQL, **S3, **AUTH}, revision=2)
-    data = {"mlflow-db": {"uri": _psycopg2_uri(postgres)}, "mlflow-admin": ADMIN}
+    data = {"mlflow-db": {"uri": postgres.psycopg2_url}, "mlflow-admin": ADMIN}
     tmp = tmp_path_factory.mktemp("pg-release")
     migrated = _run(rendered, MIGRATE, tmp, tmp / "volume", data)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     return rendered, data, tmp
 
 
-def test_sqlite_without_a_schema_yet_stops_nothing_and_creates_no_file(tmp_path: Path):
-    rendered = render("mlflow", OPTIONS["read-write-many"], revision=2)
+def _sqlite_upgrade(tmp_path: Path) -> tuple[Rendered, Path]:
+    """An upgrade of a SQLite release on a ReadWriteMany volume (the Deployment rolls), and
+    the volume, empty."""
     volume = tmp_path / "volume"
     volume.mkdir()
+    return render("mlflow", OPTIONS["read-write-many"], revision=2), volume
+
+
+def test_sqlite_without_a_schema_yet_stops_nothing_and_creates_no_file(tmp_path: Path):
+    rendered, volume = _sqlite_upgrade(tmp_path)
     result = _run(rendered, HOOK, tmp_path, volume, {})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "tracking schema: absent" in result.stdout
@@ -111,9 +105,7 @@ def test_sqlite_without_a_schema_yet_stops_nothing_and_creates_no_file(tmp_path:
 
 
 def test_sqlite_at_this_mlflows_head_stops_nothing(tmp_path: Path):
-    rendered = render("mlflow", OPTIONS["read-write-many"], revision=2)
-    volume = tmp_path / "volume"
-    volume.mkdir()
+    rendered, volume = _sqlite_upgrade(tmp_path)
     migrated = _run(rendered, MIGRATE, tmp_path, volume, {})
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     result = _run(rendered, HOOK, tmp_path, volume, {})
@@ -170,7 +162,7 @@ def hook_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_another_client_on_the_database_is_named_and_blocks_the_migration(
     hook_module: ModuleType, postgres: PostgresServer
 ):
-    uri = _psycopg2_uri(postgres)
+    uri = postgres.psycopg2_url
     assert hook_module.other_sessions(uri) == []
     with closing(postgres.connect()) as writer, writer.cursor() as cursor:
         cursor.execute("SET application_name = 'old-mlflow-server'")

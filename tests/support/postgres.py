@@ -70,6 +70,12 @@ class PostgresServer:
         """A ``postgresql://`` URL for the test database (password included)."""
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
 
+    @property
+    def psycopg2_url(self) -> str:
+        """The URL as MLflow's image must be given it: SQLAlchemy 2.1 maps a bare
+        ``postgresql://`` to psycopg 3, and the image has psycopg2."""
+        return self.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
     def connect(self, database: str | None = None) -> psycopg2.extensions.connection:
         """A new psycopg2 connection to ``database`` (default: the test database)."""
         return psycopg2.connect(
