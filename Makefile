@@ -14,7 +14,7 @@ STORE ?= server
 # The repository (this Makefile's directory), so `make -f path/to/Makefile` works from anywhere.
 PROJECT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: demo demo-stop dev test soak lint bench sync uv
+.PHONY: demo demo-stop dev test test-local test-cluster soak lint bench sync uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { echo "==> installing uv"; \
@@ -52,10 +52,25 @@ demo-training: sync
 	@$(UV) run --project $(PROJECT) --frozen --extra training python -m dagma.examples.training.demo \
 	  --port $(MLFLOW_PORT) $(if $(filter 1 true yes,$(BAD)),--bad)
 
-## The whole suite. CI=true turns every "tool missing" skip into a failure.
+## The whole suite. CI=true turns every "tool missing" skip into a failure. Two pytest runs:
+## everything that needs no cluster, then tests/cluster (which brings the cluster up unless it
+## runs), so that .ci/run can build the cluster's binaries meanwhile. Both always run; make
+## fails if either does. Exit 5 (nothing collected, e.g. a -k that matches one half only) is
+## no failure. PYTEST_ARGS goes to both: make test PYTEST_ARGS='-k parent'.
 test: sync
+	@status=0; \
+	$(MAKE) --no-print-directory test-local || status=1; \
+	$(MAKE) --no-print-directory test-cluster || status=1; \
+	exit $$status
+
+## ruff, then every test outside tests/cluster.
+test-local: sync
 	@$(UV) run --frozen ruff check src tests benchmarks localcluster charts
-	@$(UV) run --frozen pytest -v
+	@$(UV) run --frozen pytest -v --ignore=tests/cluster $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+## tests/cluster: the real local cluster (started here and stopped after, unless it runs).
+test-cluster: sync
+	@$(UV) run --frozen pytest -v tests/cluster $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## Heavier variants of the reliability load and fault tests (DAGMA_SOAK=1: tests/support/soak.py).
 soak: sync
@@ -75,12 +90,17 @@ bench: sync
 chart-docs: sync
 	@$(UV) run --frozen python charts/values_tables.py
 
-.PHONY: cluster-up cluster-down
+.PHONY: cluster-up cluster-down cluster-binaries
 
 ## A real single-node Kubernetes (binaries built from pinned Go modules, cached in
 ## ~/.cache/dagma/cluster); kubeconfig in .cluster/kubeconfig, helm and kubectl in .cluster/bin.
 cluster-up: sync
 	@$(UV) run --frozen python -m localcluster up
+
+## Only build the cluster's binaries into the cache (Go, no root); .ci/run runs this in the
+## background while the suites that need no cluster run.
+cluster-binaries: sync
+	@$(UV) run --frozen python -m localcluster build
 
 ## Stop every process of the cluster and remove its interfaces and firewall rules (keeps the cache).
 cluster-down: sync

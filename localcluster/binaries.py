@@ -6,16 +6,25 @@ importable). A build goes into ``<cache>/<module>-<key>/`` where the key hashes
 everything that decides the bytes (go.mod, go.sum, main.go, ldflags, the Go
 version), so a fresh clone on the same machine finds its binaries in seconds and
 a changed pin builds anew. ``.cluster/bin/`` then holds symlinks to the cache.
+
+Two modules build at a time: one ``go build`` leaves a core idle while it downloads
+modules or links, and the cold build is the longest part of a brand-new machine's CI.
+One build runs per cache at a time (a lock file beside it): ``.ci/run`` builds in the
+background while the suites that need no cluster run, and a ``make cluster-up`` started
+meanwhile waits for that build instead of racing it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +37,7 @@ COREDNS_VERSION = "v1.13.2"
 CRI_DOCKERD_VERSION = "0.3.17"
 SKAFFOLD_VERSION = "v2.24.0"
 SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"  # a commit: no tagged release is served
+PARALLEL_MODULES = 2
 
 
 def _kubernetes_ldflags() -> tuple[str, ...]:
@@ -178,24 +188,40 @@ def build_module(module: Module, log=print) -> Path:
     return target
 
 
+@contextmanager
+def build_lock(log=print) -> Iterator[None]:
+    """Hold the cache's build lock; wait (saying so) while another process builds."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "build.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"    waiting for another build of the cluster's binaries ({cache_dir()})")
+            began = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            log(f"    the other build finished after {time.monotonic() - began:.0f} s")
+        yield  # the lock goes with the file's closing
+
+
 def ensure_binaries(bin_dir: Path | None = None, log=print) -> dict[str, float]:
     """Build what is missing, link every binary into ``bin_dir`` (default .cluster/bin);
     return seconds per module."""
     bin_dir = bin_dir or cluster_dir() / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    for module in MODULES:
+
+    def build(module: Module) -> tuple[Module, Path, float]:
         began = time.monotonic()
         built = build_module(module, log)
-        timings[module.name] = time.monotonic() - began
+        return module, built, time.monotonic() - began
+
+    with build_lock(log), ThreadPoolExecutor(PARALLEL_MODULES) as pool:
+        results = list(pool.map(build, MODULES))
+    timings: dict[str, float] = {}
+    for module, built, seconds in results:
+        timings[module.name] = seconds
         for name in module.commands:
             link = bin_dir / name
             if link.is_symlink() or link.exists():
                 link.unlink()
             link.symlink_to(built / name)
     return timings
-
-
-if __name__ == "__main__":  # python -m localcluster.binaries: build only
-    for module_name, seconds in ensure_binaries().items():
-        print(f"{module_name}: {seconds:.1f} s", file=sys.stderr)
