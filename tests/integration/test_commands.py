@@ -105,7 +105,13 @@ def test_dagster_dev_logs_a_settings_error_ending_with_its_message(tmp_path: Pat
             time.sleep(0.5)
     finally:
         os.killpg(dev.pid, signal.SIGINT)
-        dev.wait(timeout=60)
+        try:
+            dev.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Only the log is this test's subject (Ctrl-C ending `make dev` is test_make_dev's):
+            # on a loaded machine dagster dev has taken longer than 60 s to wind down.
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait(timeout=60)
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     # Up to the summary: what follows is the shutdown the test asked for.
     summary = next(i for i, line in enumerate(lines) if "Error loading repository location" in line)
