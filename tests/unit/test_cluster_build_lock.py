@@ -19,7 +19,7 @@ from localcluster import binaries
 HOLD_SECONDS = 2.0
 
 HOLDER = f"""
-import sys, time
+import time
 from localcluster import binaries
 with binaries.build_lock():
     print("holding", flush=True)
